@@ -1,0 +1,1 @@
+"""Pure-torch networks, priors, VAEs and objectives. No Ray, no MLflow, no file I/O."""

@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""The β × training-bias study as a Ray Tune sweep.
+
+Trains one β-VAE per (bias, β, seed) cell on biased 3×3 grid images, measures how well its latents recover the
+true ones (PMI, decoder MSE, R² both ways, active latents), logs every trial to MLflow as a child of one parent run,
+writes results/bias_grid/<name>/results.parquet and draws β × bias heatmaps.
+
+  python sweeps/bias_grid.py --preset demo                 # the main job (~10 min on 2 cores)
+  python sweeps/bias_grid.py --preset smoke                # seconds
+  python sweeps/bias_grid.py --preset paper --biases 0 2.5 5 --seeds 0
+  python sweeps/bias_grid.py --search optuna --biases 2.5 --betas 1   # tune lr / width / batch size first
+  ray submit cluster.yaml sweeps/bias_grid.py -- --preset paper --address auto --gpus-per-trial 0.25
+
+Grids run every cell at full budget (no early stopping): heatmap cells must be comparable. `--search optuna` tunes
+the nuisance parameters with Optuna (TPE) + ASHA on held-out negative ELBO and prints the flags to pass to the grid.
+"""
+import argparse
+import sys
+
+from sweeps.cli import add_common_arguments, exit_on_bad_input, settings_from_args
+from sweeps.errors import SweepError
+from sweeps.presets import BIAS_GRID_PRESETS
+
+STUDY = "bias_grid"
+SEARCH_METRIC, SEARCH_MODE = "val/neg_elbo", "min"
+# flag -> trial config key, for the trial settings a flag may override
+TRIAL_FLAGS = {
+    "steps": "steps", "batch_size": "batch_size", "learning_rate": "learning_rate", "hidden_width": "hidden_width",
+    "hidden_depth": "hidden_depth", "latent_dim": "latent_dim", "likelihood_variance": "likelihood_variance",
+    "report_every": "report_every", "train_set_size": "train_set_size", "device": "device",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="presets:\n" + "\n".join(f"  {k:6s} {p.description}" for k, p in BIAS_GRID_PRESETS.items()),
+    )
+    parser.add_argument("--preset", choices=sorted(BIAS_GRID_PRESETS), default="demo",
+                        help="grid and budget to start from (default: demo); flags below override it")
+    grid = parser.add_argument_group("the grid (override the preset)")
+    grid.add_argument("--biases", type=float, nargs="+", help="training biases μ, e.g. --biases 0 2.5 5")
+    grid.add_argument("--betas", type=float, nargs="+", help="KL weights β, e.g. --betas 0.1 1 8")
+    grid.add_argument("--seeds", type=int, nargs="+", help="seeds per cell, e.g. --seeds 0 1 2")
+    trial = parser.add_argument_group("trial settings (override the preset; defaults in trainables/bias_grid.py)")
+    trial.add_argument("--steps", type=int, help="optimiser steps per model (paper: 10000)")
+    trial.add_argument("--batch-size", type=int, help="images per step (default 64)")
+    trial.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
+    trial.add_argument("--hidden-width", type=int, help="MLP width (default 256)")
+    trial.add_argument("--hidden-depth", type=int, help="MLP hidden layers (default 2)")
+    trial.add_argument("--latent-dim", type=int, help="latent size (default 9)")
+    trial.add_argument("--likelihood-variance", type=float,
+                       help="σ² of the Gaussian likelihood; recon = SSE/(2σ²), so σ² rescales β (default 0.25, "
+                            "the data's noise variance, making β = 1 the true ELBO)")
+    trial.add_argument("--report-every", type=int, help="steps per report and checkpoint (default 500)")
+    trial.add_argument("--train-set-size", type=int, help="0: fresh images every step (default); N: fixed set")
+    trial.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto: GPU when the trial has one")
+    search = parser.add_argument_group("search instead of a grid")
+    search.add_argument("--search", choices=("grid", "optuna"), default="grid",
+                        help="grid: every cell at full budget (default); optuna: TPE + ASHA over learning rate, "
+                             "width and batch size at one (bias, β), on held-out negative ELBO")
+    search.add_argument("--num-samples", type=int, help="Optuna trials (default: the preset's)")
+    search.add_argument("--search-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    add_common_arguments(parser)
+    return parser
+
+
+def trial_label(config: dict) -> str:
+    label = f"bias={config['bias']:g} beta={config['beta']:g} seed={config['seed']}"
+    if not isinstance(config.get("learning_rate"), (int, float)):
+        return label
+    return f"{label} lr={config['learning_rate']:.2g} width={config['hidden_width']} batch={config['batch_size']}"
+
+
+def trial_settings(args, preset) -> dict:
+    settings = dict(preset.trial)
+    settings.update({key: getattr(args, flag) for flag, key in TRIAL_FLAGS.items() if getattr(args, flag) is not None})
+    return settings
+
+
+def search_space(tune) -> dict:
+    """The nuisance parameters Optuna tunes (the study's axes stay fixed)."""
+    return {
+        "learning_rate": tune.loguniform(1e-4, 3e-3),
+        "hidden_width": tune.choice([64, 128, 256, 512]),
+        "batch_size": tune.choice([32, 64, 128, 256]),
+    }
+
+
+@exit_on_bad_input
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    preset = BIAS_GRID_PRESETS[args.preset]
+    biases = tuple(args.biases or preset.biases)
+    betas = tuple(args.betas or preset.betas)
+    seeds = tuple(args.seeds if args.seeds is not None else preset.seeds)
+    base = trial_settings(args, preset)
+
+    # heavy imports after argument parsing, so --help and argument errors are instant
+    from ray import tune
+
+    from sweeps.runner import run_sweep
+    from trainables.bias_grid import train_bias_grid, validate_config
+
+    if args.search == "optuna":
+        if len(biases) != 1 or len(betas) != 1 or len(seeds) != 1:
+            raise SweepError("--search optuna tunes at one cell: give one --biases, one --betas and one --seeds "
+                             "value (e.g. --biases 2.5 --betas 1 --seeds 0)")
+        space = search_space(tune)
+        extremes = [{"learning_rate": 1e-4, "hidden_width": 512, "batch_size": 256}]
+        candidates = [{**base, "bias": biases[0], "beta": betas[0], "seed": seeds[0], **e} for e in extremes]
+    else:
+        space = {}
+        candidates = [{**base, "bias": b, "beta": beta, "seed": s} for b in biases for beta in betas for s in seeds]
+    for candidate in candidates:  # every trial's config is checked before anything starts
+        validate_config(candidate)
+    full = validate_config(candidates[0])
+
+    sweep_params = {"preset": args.preset, "search": args.search, "biases": list(biases), "betas": list(betas),
+                    "seeds": list(seeds), **{f"trial.{k}": v for k, v in base.items()}}
+    settings = settings_from_args(args, STUDY, {"priorsweep.preset": args.preset,
+                                                "priorsweep.search": args.search})
+    if args.search == "optuna":
+        from sweeps.optuna_search import optuna_asha
+
+        num_samples = args.num_samples or preset.search_samples
+        reports = -(-full["steps"] // full["report_every"])  # ASHA's budget is counted in reports
+        searcher, scheduler, ledger = optuna_asha(
+            settings.name, f"sqlite:///{settings.out_dir / 'optuna.db'}", max_t=reports,
+            grace_period=max(1, reports // 4), seed=args.search_seed)
+        settings.out_dir.mkdir(parents=True, exist_ok=True)
+        settings.max_concurrent_trials = settings.max_concurrent_trials or 2
+        param_space = {**base, "bias": biases[0], "beta": betas[0], "seed": seeds[0], **space}
+        frame, tracker = run_sweep(settings, train_bias_grid, param_space, trial_label, num_samples, sweep_params,
+                                   search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
+                                   metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples)
+        report_search(frame, settings)
+    else:
+        param_space = {**base, "bias": tune.grid_search(list(biases)), "beta": tune.grid_search(list(betas)),
+                       "seed": tune.grid_search(list(seeds))}
+        frame, tracker = run_sweep(settings, train_bias_grid, param_space, trial_label, len(candidates),
+                                   sweep_params)
+        report_grid(frame, settings, tracker)
+    if tracker:
+        print(f"browse the runs: mlflow ui --backend-store-uri {tracker.uri}   (then open http://127.0.0.1:5000)")
+    return 0 if (frame["status"] != "error").all() else 1
+
+
+def report_grid(frame, settings, tracker) -> None:
+    from analysis.heatmaps import write_heatmaps
+
+    paths = write_heatmaps(frame, settings.out_dir)
+    if tracker:
+        tracker.log_artifacts(settings.out_dir, ("heatmap_*.png", "summary.*", "results.parquet"))
+    counts = frame["status"].value_counts().to_dict()
+    print(f"\n{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    print(f"results: {settings.out_dir / 'results.parquet'}")
+    print(f"heatmaps: {', '.join(p.name for p in paths)} in {settings.out_dir}")
+    print((settings.out_dir / "summary.md").read_text().split("###")[1].strip())
+
+
+def report_search(frame, settings) -> None:
+    finished = frame[frame["status"] == "completed"].sort_values(SEARCH_METRIC)
+    pruned = int((frame["status"] == "pruned").sum())
+    print(f"\n{len(frame)} Optuna trials, {pruned} pruned by ASHA; study in {settings.out_dir / 'optuna.db'} "
+          f"(optuna-dashboard sqlite:///{settings.out_dir / 'optuna.db'})")
+    if finished.empty:
+        print("no trial completed its full budget")
+        return
+    best = finished.iloc[0]
+    print(f"best held-out negative ELBO {best[SEARCH_METRIC]:.3f}; pass to the grid:")
+    print(f"  --learning-rate {best['learning_rate']:.3g} --hidden-width {int(best['hidden_width'])} "
+          f"--batch-size {int(best['batch_size'])}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

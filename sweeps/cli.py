@@ -1,0 +1,77 @@
+"""Command-line flags every sweep script shares, and turning them into SweepSettings."""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from sweeps.errors import SweepError
+
+EXIT_BAD_INPUT = 2
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("where it runs and where results go")
+    where.add_argument("--name", help="sweep name, unique per sweep (default: <preset>-<date>-<time>); "
+                       "with --resume, the sweep to continue (default: the newest)")
+    where.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name")
+    where.add_argument("--out", type=Path, default=Path("results"),
+                       help="results root; the sweep writes to OUT/<study>/<name>/ (default: results)")
+    where.add_argument("--storage", help="Ray Tune storage root (checkpoints, restore state); on a multi-node "
+                       "cluster a shared path or s3://… URI (default: OUT/<study>/_tune)")
+    where.add_argument("--address", default=None, help="Ray cluster to join: 'auto' for the running cluster "
+                       "(as under `ray submit`); default: RAY_ADDRESS if set, else an embedded local Ray")
+    where.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
+    where.add_argument("--gpus-per-trial", type=float, default=0.0,
+                       help="GPUs per trial, fractions allowed (0.25 = four trials share a GPU; default: 0)")
+    where.add_argument("--max-failures", type=int, default=2,
+                       help="restarts of a failed trial from its last checkpoint (default: 2)")
+    where.add_argument("--max-concurrent-trials", type=int, default=None,
+                       help="cap on trials running at once (default: as many as resources allow)")
+    tracking = parser.add_argument_group("tracking")
+    tracking.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+                          help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    tracking.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (Parquet only)")
+
+
+def resolve_name(args, study: str) -> str:
+    """The sweep's name; with --resume and no --name, the newest sweep of this study under OUT."""
+    if args.name:
+        return args.name
+    if args.resume:
+        sweeps = sorted((args.out / study).glob("*/sweep.json"), key=lambda p: p.stat().st_mtime)
+        if not sweeps:
+            raise SweepError(f"nothing to resume under {args.out / study}")
+        name = sweeps[-1].parent.name
+        print(f"resuming the newest {study} sweep: {name}")
+        return name
+    return f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def settings_from_args(args, study: str, tags: dict):
+    from sweeps.runner import SweepSettings
+
+    name = resolve_name(args, study)
+    out_dir = (args.out / study / name).resolve()
+    storage = args.storage or str((args.out / study / "_tune").resolve())
+    return SweepSettings(
+        study=study, name=name, out_dir=out_dir, storage=storage, address=args.address,
+        mlflow_uri=None if args.no_mlflow else args.mlflow_uri, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, resume=args.resume, max_failures=args.max_failures,
+        max_concurrent_trials=args.max_concurrent_trials, tags=tags,
+    )
+
+
+def exit_on_bad_input(main):
+    """Known input errors end with one line on stderr and exit status 2, before anything starts."""
+
+    def wrapped(argv=None) -> int:
+        from trainables.config import ConfigError
+
+        try:
+            return main(argv) or 0
+        except (ConfigError, SweepError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+    return wrapped

@@ -1,0 +1,9 @@
+"""Errors that mean "the sweep cannot start as asked": reported as one line and exit status 2."""
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start as asked (name taken, nothing to resume, bad flag combination, …)."""
+
+
+class TrackingError(SweepError):
+    """The tracking server cannot be used."""

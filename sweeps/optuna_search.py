@@ -1,0 +1,70 @@
+"""Optuna (TPE) search composed with ASHA, with early-stopped trials told to Optuna as PRUNED.
+
+Ray's OptunaSearch tells Optuna that a trial ASHA stopped is COMPLETE with its truncated, low-budget value, so TPE
+learns from values that are not comparable with full runs. Here the scheduler records which trials it stopped
+before their full budget, and the searcher tells Optuna those are PRUNED (their reported intermediate values stay,
+which is what Optuna's samplers use for pruned trials).
+"""
+import logging
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
+
+
+class EarlyStopLedger:
+    """Trial ids a scheduler stopped before their full budget (shared by scheduler, searcher and callbacks)."""
+
+    def __init__(self):
+        self.trial_ids: set[str] = set()
+
+    def __contains__(self, trial_id: str) -> bool:
+        return trial_id in self.trial_ids
+
+
+class RecordingASHAScheduler(ASHAScheduler):
+    """ASHA that writes every early stop (a STOP before `max_t`) into a ledger."""
+
+    def __init__(self, ledger: EarlyStopLedger, **kwargs):
+        super().__init__(**kwargs)
+        self.ledger = ledger
+
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and result.get(self._time_attr, 0) < self._max_t:
+            self.ledger.trial_ids.add(trial.trial_id)
+        return decision
+
+
+class PruningAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna PRUNED for trials in the ledger instead of COMPLETE."""
+
+    def __init__(self, ledger: EarlyStopLedger, **kwargs):
+        super().__init__(**kwargs)
+        self.ledger = ledger
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id not in self.ledger or trial_id in self._completed_trials or error:
+            return super().on_trial_complete(trial_id, result, error)
+        self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+
+def optuna_asha(
+    study_name: str, storage_url: str, max_t: int, grace_period: int, seed: int, reduction_factor: int = 3
+) -> tuple[PruningAwareOptunaSearch, RecordingASHAScheduler, EarlyStopLedger]:
+    """TPE search stored in an RDB (so optuna-dashboard can open it) plus a recording ASHA; metric/mode are set by
+    the TuneConfig, once, for both."""
+    ledger = EarlyStopLedger()
+    storage = optuna.storages.RDBStorage(storage_url)
+    searcher = PruningAwareOptunaSearch(
+        ledger, sampler=optuna.samplers.TPESampler(seed=seed), study_name=study_name, storage=storage
+    )
+    scheduler = RecordingASHAScheduler(
+        ledger, time_attr="training_iteration", max_t=max_t, grace_period=grace_period,
+        reduction_factor=reduction_factor,
+    )
+    return searcher, scheduler, ledger

@@ -1,0 +1,74 @@
+"""One Parquet row per finished trial, written as each trial ends (so a crashed driver loses nothing finished),
+plus one progress line per finished trial on the console."""
+import math
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+from ray.tune import Callback
+
+RESULTS_FILE = "results.parquet"
+TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/")
+
+
+def trial_status(trial, early_stopped, errored: bool) -> str:
+    """completed | diverged | pruned (stopped early by the scheduler) | error."""
+    if errored:
+        return "error"
+    if trial.trial_id in early_stopped:
+        return "pruned"
+    return (trial.last_result or {}).get("status", "completed")
+
+
+def trial_row(trial, status: str, study: str, sweep: str, mlflow_run_id: str | None) -> dict:
+    result = trial.last_result or {}
+    row = {"study": study, "sweep": sweep, "trial_id": trial.trial_id, "status": status,
+           "mlflow_run_id": mlflow_run_id or "", "wall_time_s": float(result.get("time_total_s", math.nan)),
+           "step": result.get("step", 0), "diverged_at_step": result.get("diverged_at_step", -1),
+           "device": result.get("device", "")}
+    row.update({k: v for k, v in trial.config.items() if not isinstance(v, dict)})
+    row.update({k: v for k, v in result.items() if k.startswith(TABLE_METRIC_PREFIXES)})
+    return row
+
+
+def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
+    """Atomic write (temp file + rename): a reader never sees half a table."""
+    frame = pd.DataFrame(rows)
+    temporary = path.with_suffix(".parquet.tmp")
+    frame.to_parquet(temporary, index=False)
+    os.replace(temporary, path)
+    return frame
+
+
+class ResultsTableCallback(Callback):
+    def __init__(self, path: Path, study: str, sweep: str, label, total: int, early_stopped=(), run_ids=None):
+        self.path = path
+        self.study, self.sweep, self.label, self.total = study, sweep, label, total
+        self.early_stopped = early_stopped
+        self.run_ids = run_ids if run_ids is not None else {}  # trial_id -> MLflow run id (the tracking callback's)
+        self.rows: dict[str, dict] = {}
+        self.started = time.time()
+        if path.exists():  # --resume: keep what finished before
+            self.rows = {row["trial_id"]: row for row in pd.read_parquet(path).to_dict("records")}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._record(trial, errored=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._record(trial, errored=True)
+
+    def _record(self, trial, errored: bool) -> None:
+        status = trial_status(trial, self.early_stopped, errored)
+        row = trial_row(trial, status, self.study, self.sweep, self.run_ids.get(trial.trial_id))
+        self.rows[trial.trial_id] = row
+        write_table(list(self.rows.values()), self.path)
+        headline = ", ".join(f"{k.removeprefix('eval/')} {row[k]:.4g}" for k in
+                             ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo")
+                             if isinstance(row.get(k), float))
+        elapsed = time.time() - self.started
+        print(f"[{len(self.rows)}/{self.total} done, {elapsed:.0f} s] {self.label(trial.config)}: {status}"
+              f"{' — ' + headline if headline else ''} ({row['wall_time_s']:.1f} s)", flush=True)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.rows.values()))

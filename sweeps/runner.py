@@ -1,0 +1,151 @@
+"""The shared sweep runner: Ray connection, Tuner (new or resumed), resources, storage, tracking, results table.
+
+Study scripts (`sweeps/bias_grid.py`, …) build a param space and call `run_sweep`; everything that would otherwise
+be repeated per study lives here. Checks that can fail (tracking server, sweep name, storage) run before Ray starts.
+"""
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Keeping one checkpoint per trial forces an experiment-state snapshot per checkpoint; that is intended here (a
+# restart loses at most one report interval), so Tune's warning about it is noise.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+import pandas as pd  # noqa: E402
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from sweeps.errors import SweepError  # noqa: E402
+from sweeps.mlflow_tracking import (  # noqa: E402
+    MlflowTrialCallback,
+    SweepTracker,
+    check_tracking_uri,
+    read_sweep_record,
+    write_sweep_record,
+)
+from sweeps.results_table import RESULTS_FILE, ResultsTableCallback  # noqa: E402
+
+SWEEP_RECORD = "sweep.json"
+
+
+@dataclass
+class SweepSettings:
+    study: str
+    name: str
+    out_dir: Path  # results/<study>/<name>: results.parquet, figures, sweep.json
+    storage: str  # Ray Tune storage root (shared storage on multi-node clusters); the sweep lives in storage/name
+    address: str | None = None  # None: embedded local Ray (or RAY_ADDRESS); "auto": join the running cluster
+    mlflow_uri: str | None = "sqlite:///mlflow.db"  # None: no MLflow
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    resume: bool = False
+    max_failures: int = 2
+    max_concurrent_trials: int | None = None
+    tags: dict = field(default_factory=dict)  # extra parent-run tags (preset, search settings, …)
+
+    @property
+    def experiment_path(self) -> str:
+        return os.path.join(self.storage, self.name)
+
+
+def check_settings(settings: SweepSettings) -> None:
+    """Everything that can be known wrong before Ray starts."""
+    if settings.cpus_per_trial <= 0 or settings.gpus_per_trial < 0:
+        raise SweepError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if settings.gpus_per_trial > 1 and not float(settings.gpus_per_trial).is_integer():
+        raise SweepError(f"--gpus-per-trial above 1 must be a whole number, got {settings.gpus_per_trial}")
+    if settings.mlflow_uri:
+        check_tracking_uri(settings.mlflow_uri)
+    local_storage = "://" not in settings.storage
+    exists = (Path(settings.experiment_path) / "tuner.pkl").exists() if local_storage else False
+    if settings.resume:
+        if local_storage and not exists:
+            raise SweepError(f"nothing to resume: no sweep '{settings.name}' under {settings.storage}")
+    elif exists or (settings.out_dir / RESULTS_FILE).exists():
+        raise SweepError(f"a sweep named '{settings.name}' already exists ({settings.experiment_path}); "
+                         f"pass --resume to continue it or choose another --name")
+
+
+def connect_ray(address: str | None) -> None:
+    if ray.is_initialized():  # a caller (test, notebook) already chose the cluster
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True)
+
+
+def run_sweep(
+    settings: SweepSettings,
+    trainable,
+    param_space: dict,
+    trial_label,
+    total_trials: int,
+    sweep_params: dict,
+    *,
+    search_alg=None,
+    scheduler=None,
+    early_stopped=(),
+    metric: str | None = None,
+    mode: str | None = None,
+    num_samples: int = 1,
+) -> tuple[pd.DataFrame, SweepTracker | None]:
+    """Run (or resume) one sweep; returns its results table and the tracker (None without MLflow)."""
+    check_settings(settings)
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    record_path = settings.out_dir / SWEEP_RECORD
+    record = read_sweep_record(record_path)
+
+    tracker = None
+    callbacks = []
+    run_ids: dict[str, str] = {}
+    if settings.mlflow_uri:
+        tracker = SweepTracker(settings.mlflow_uri, settings.study)
+        tracker.start_parent(settings.name, {"priorsweep.study": settings.study, **settings.tags}, sweep_params,
+                             resume_run_id=record.get("parent_run_id") if settings.resume else None)
+        tracking = MlflowTrialCallback(tracker, trial_label, early_stopped)
+        run_ids = tracking.run_ids
+        callbacks.append(tracking)
+    table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
+                                 total_trials, early_stopped, run_ids)
+    callbacks.append(table)
+    write_sweep_record(record_path, {
+        "study": settings.study, "name": settings.name, "storage": settings.experiment_path,
+        "mlflow_uri": settings.mlflow_uri, "parent_run_id": tracker.parent_run_id if tracker else None,
+        "command": " ".join(sys.argv), "params": sweep_params,
+    })
+
+    connect_ray(settings.address)
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    trainable = tune.with_resources(trainable, resources)
+    run_config = tune.RunConfig(
+        name=settings.name,
+        storage_path=settings.storage,
+        callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        verbose=0,  # one line per finished trial comes from ResultsTableCallback
+    )
+    if settings.resume:
+        tuner = tune.Tuner.restore(settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True,
+                                   param_space=param_space)
+        # restored Tuners keep the RunConfig they were saved with, minus callbacks: put ours back
+        tuner._local_tuner._run_config.callbacks = callbacks
+    else:
+        tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, metric=metric, mode=mode,
+                                      num_samples=num_samples, reuse_actors=True,
+                                      max_concurrent_trials=settings.max_concurrent_trials)
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+    status = "FINISHED"
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        print(f"interrupted: continue with --name {settings.name} --resume", file=sys.stderr)
+        raise
+    finally:
+        if tracker:
+            tracker.finish(status)
+    return table.frame(), tracker

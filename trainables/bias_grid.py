@@ -1,0 +1,219 @@
+"""The β × training-bias trial: train one β-VAE on biased grid images, then measure latent recovery.
+
+`train_bias_grid(config)` is the Ray Tune function trainable. Its Ray-free core, `BiasGridRun`, owns the model,
+optimiser, data stream and RNGs, so tests drive it directly and a restored trial continues bit-identically.
+
+Reports (one per `report_every` steps): `train/*` means over the interval, `val/*` on a fixed held-out sample of the
+training distribution, and in the last report the `eval/*` recovery metrics on the enumerated test set. Each report
+carries a checkpoint (model, optimiser, RNG states, step). A non-finite loss ends the trial with status 'diverged'.
+"""
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from models.objectives import BetaElboConfig, beta_elbo
+from models.vae import MlpVae, MlpVaeConfig
+from trainables.config import ConfigError, Field, non_negative, positive, validate
+from trainables.data.biased_grid import BiasedGridStream, GridSpec, enumerated_test_set
+from trainables.metrics.recovery import PmiProtocol, pmi, recovery_scores
+from trainables.runtime import assigned_gpu_ids, quiet_ray_worker_logs, resolve_device, use_assigned_cpus
+
+STUDY = "bias_grid"
+HELDOUT_SEED = 2**31 - 1  # one held-out sample per bias, shared by all trials, so their val/* compare
+CHECKPOINT_FILE = "state.pt"
+
+FIELDS = {
+    # the study's axes
+    "bias": Field(0.0, float, "mean μ of the training latents, z ~ N(μ·1, I)"),
+    "beta": Field(1.0, float, "weight of the KL term (β of the β-VAE)", non_negative, ">= 0"),
+    "seed": Field(0, int, "seeds model init, training stream and reparameterisation noise", non_negative, ">= 0"),
+    # likelihood: SSE/(2σ²); σ² rescales the effective β (see models/objectives.py)
+    "likelihood_variance": Field(0.25, float, "σ² of the Gaussian likelihood (0.25 = data noise: β=1 is the ELBO)",
+                                 positive, "> 0"),
+    # training
+    "steps": Field(10_000, int, "optimiser steps", positive, "> 0"),
+    "batch_size": Field(64, int, "images per step", positive, "> 0"),
+    "learning_rate": Field(1e-3, float, "Adam learning rate", positive, "> 0"),
+    "train_set_size": Field(0, int, "0: fresh images every step; N > 0: a fixed set of N images",
+                            non_negative, ">= 0"),
+    "report_every": Field(500, int, "steps per report (and checkpoint)", positive, "> 0"),
+    "heldout_size": Field(2048, int, "held-out images for val/* each report", positive, "> 0"),
+    # architecture
+    "hidden_width": Field(256, int, "units per hidden layer (encoder and decoder)", positive, "> 0"),
+    "hidden_depth": Field(2, int, "hidden layers (encoder and decoder)", non_negative, ">= 0"),
+    "latent_dim": Field(9, int, "latent size (n² = 9 matches the ground truth)", positive, "> 0"),
+    # data generator
+    "grid_size": Field(3, int, "n: squares per image side", positive, "> 0"),
+    "square_size": Field(7, int, "m: pixels per square side", positive, "> 0"),
+    "noise_variance": Field(0.25, float, "variance of the i.i.d. pixel noise", non_negative, ">= 0"),
+    # evaluation
+    "pmi_epochs": Field(3, int, "epochs of Adam for the PMI linear map (the write-up: 3)", positive, "> 0"),
+    "pmi_batch_size": Field(64, int, "minibatch of the PMI fit", positive, "> 0"),
+    "pmi_learning_rate": Field(1e-2, float, "Adam learning rate of the PMI fit", positive, "> 0"),
+    "device": Field("auto", str, "auto (GPU if the trial has one), cpu or cuda", choices=("auto", "cpu", "cuda")),
+}
+
+
+def validate_config(config: dict) -> dict:
+    full = validate(config, FIELDS, STUDY)
+    if full["grid_size"] > 3:
+        # the test set enumerates 3^(n²) images: n = 3 gives 19,683; n = 4 would give 43 million
+        raise ConfigError(f"config key 'grid_size' must be <= 3 (the test set has 3^(n²) images), "
+                          f"got {full['grid_size']}")
+    return full
+
+
+class Diverged(RuntimeError):
+    def __init__(self, step: int):
+        super().__init__(f"non-finite loss at step {step}")
+        self.step = step
+
+
+class BiasGridRun:
+    """Model, optimiser, data stream and RNGs of one trial; everything a checkpoint must hold."""
+
+    def __init__(self, config: dict, device: torch.device | str = "cpu"):
+        self.config = config = validate_config(config)
+        self.device = torch.device(device)
+        self.spec = GridSpec(config["grid_size"], config["square_size"], config["noise_variance"])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config["seed"])  # model initialisation only; training RNGs are explicit below
+            self.model = MlpVae(MlpVaeConfig(self.spec.num_pixels, config["latent_dim"], config["hidden_width"],
+                                             config["hidden_depth"])).to(self.device)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"])
+        self.objective = BetaElboConfig(config["beta"], config["likelihood_variance"])
+        self.stream = BiasedGridStream(config["bias"], self.spec, config["seed"], self.device,
+                                       config["train_set_size"])
+        self.noise = torch.Generator(device=self.device).manual_seed(config["seed"] + 1)
+        self.step = 0
+        self.pmi_baseline = math.nan
+        self._heldout: torch.Tensor | None = None
+        self._test_set = None
+
+    # ---- training -------------------------------------------------------------------------------------------
+    def train_interval(self, num_steps: int) -> dict[str, float]:
+        """`num_steps` optimiser steps; returns the interval means as `train/*`. Raises Diverged on NaN/inf."""
+        self.model.train()
+        parts: list[dict[str, torch.Tensor]] = []
+        start = time.perf_counter()
+        for _ in range(num_steps):
+            loss, metrics = beta_elbo(self.model, self.stream.next_batch(self.config["batch_size"]),
+                                      self.objective, self.noise)
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimiser.step()
+            parts.append(metrics)
+        elapsed = time.perf_counter() - start
+        losses = torch.stack([p["loss"] for p in parts])  # (num_steps,) one host sync per interval, not per step
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            raise Diverged(self.step + int(bad[0]) + 1)
+        self.step += num_steps
+        means = {key: float(torch.stack([p[key] for p in parts]).mean()) for key in parts[0]}
+        return {**{f"train/{k}": v for k, v in means.items()}, "train/steps_per_second": num_steps / elapsed}
+
+    # ---- evaluation -----------------------------------------------------------------------------------------
+    @property
+    def test_set(self):
+        if self._test_set is None:
+            self._test_set = enumerated_test_set(self.spec, self.device)
+        return self._test_set
+
+    @torch.no_grad()
+    def validation(self) -> dict[str, float]:
+        """Negative ELBO (β = 1) and the trial's β-loss on a fixed held-out sample of its training distribution."""
+        if self._heldout is None:
+            heldout_stream = BiasedGridStream(self.config["bias"], self.spec, HELDOUT_SEED, self.device)
+            self._heldout = heldout_stream.sample(self.config["heldout_size"])[0]
+        self.model.eval()
+        noise = torch.Generator(device=self.device).manual_seed(HELDOUT_SEED)
+        _, parts = beta_elbo(self.model, self._heldout, self.objective, noise)
+        return {
+            "val/neg_elbo": float(parts["reconstruction"] + parts["kl"]),
+            "val/loss": float(parts["loss"]),
+            "val/kl": float(parts["kl"]),
+        }
+
+    def _pmi_generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.config["seed"])
+
+    def _pmi_protocol(self) -> PmiProtocol:
+        c = self.config
+        return PmiProtocol(c["pmi_epochs"], c["pmi_batch_size"], c["pmi_learning_rate"])
+
+    @torch.no_grad()
+    def measure_baseline(self) -> float:
+        """PMI of this very model at its random initialisation (the write-up's reference point)."""
+        self.model.eval()
+        mu, _ = self.model.encode(self.test_set.images)
+        self.pmi_baseline = pmi(mu, self.test_set.latents, self._pmi_generator(), self._pmi_protocol())
+        return self.pmi_baseline
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        scores = recovery_scores(self.model.encode, self.model.decode, self.test_set, self._pmi_generator(),
+                                 self._pmi_protocol())
+        return {**scores.as_metrics(), "eval/pmi_baseline": self.pmi_baseline,
+                "eval/collapsed": float(scores.active_dims == 0)}
+
+    # ---- checkpoints ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "stream": self.stream.state_dict(),
+            "noise": self.noise.get_state(),
+            "step": self.step,
+            "pmi_baseline": self.pmi_baseline,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.stream.load_state_dict(state["stream"])
+        self.noise.set_state(state["noise"])
+        self.step = state["step"]
+        self.pmi_baseline = state["pmi_baseline"]
+
+    def save(self, directory: str | Path) -> None:
+        torch.save(self.state_dict(), Path(directory) / CHECKPOINT_FILE)
+
+    def restore(self, directory: str | Path) -> None:
+        state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location=self.device, weights_only=False)
+        self.load_state_dict(state)
+
+
+def train_bias_grid(config: dict) -> None:
+    """Ray Tune function trainable for one (bias, β, seed) cell."""
+    config = validate_config(config)
+    device = resolve_device(config["device"])
+    use_assigned_cpus()
+    quiet_ray_worker_logs()
+    run = BiasGridRun(config, device)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            run.restore(directory)
+    else:
+        run.measure_baseline()
+    context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids())}
+    while run.step < config["steps"]:
+        try:
+            metrics = run.train_interval(min(config["report_every"], config["steps"] - run.step))
+        except Diverged as diverged:
+            tune.report({**context, "step": diverged.step, "status": "diverged",
+                         "diverged_at_step": diverged.step, "eval/pmi_baseline": run.pmi_baseline})
+            return
+        metrics.update(run.validation())
+        finished = run.step >= config["steps"]
+        if finished:
+            metrics.update(run.evaluate())
+        metrics.update(context, step=run.step, status="completed" if finished else "running")
+        with tempfile.TemporaryDirectory() as directory:
+            run.save(directory)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

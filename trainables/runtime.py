@@ -1,0 +1,40 @@
+"""Where a trial runs: its device (GPU when it was given one, else CPU) and its CPU thread budget."""
+import logging
+
+import ray
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """'auto' -> CUDA when this process sees a GPU, else CPU; 'cuda' without CUDA falls back to CPU with a warning.
+
+    Ray sets CUDA_VISIBLE_DEVICES for each trial to the GPUs it assigned (none for CPU-only trials), so 'auto' uses
+    exactly the GPU share the scheduler granted. Logical GPUs declared with `ray.init(num_gpus=N)` on a machine
+    without CUDA are scheduled like real ones and land here on the CPU path.
+    """
+    if requested == "cpu" or not torch.cuda.is_available():
+        if requested == "cuda":
+            logger.warning("device 'cuda' requested but CUDA is not available here: running on CPU")
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def quiet_ray_worker_logs() -> None:
+    """Ray logs one INFO line per persisted checkpoint from every trial; keep the console for progress lines."""
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+
+
+def assigned_gpu_ids() -> list[str]:
+    return [str(i) for i in ray.get_gpu_ids()] if ray.is_initialized() else []
+
+
+def use_assigned_cpus() -> int:
+    """Limit torch's intra-op threads to the CPUs Ray granted this trial (so parallel trials don't oversubscribe)."""
+    cpus = 0.0
+    if ray.is_initialized():
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+    threads = max(1, int(cpus)) if cpus else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return threads
