@@ -23,9 +23,9 @@ BIAS_GRID_PRESETS = {
         search_samples=4,
     ),
     "demo": BiasGridPreset(
-        "the main job: every bias × every β, 1 seed, 2,000 steps — the trend in under 10 minutes on 2 cores",
+        "the main job: every bias × every β, 1 seed, 3,000 steps — the trend in minutes on 2 cores",
         biases=ALL_BIASES, betas=ALL_BETAS, seeds=(0,),
-        trial={"steps": 2_000, "report_every": 500},
+        trial={"steps": 3_000, "report_every": 500},
         search_samples=20,
     ),
     "paper": BiasGridPreset(
