@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     # heavy imports after argument parsing, so --help and argument errors are instant
     from ray import tune
 
-    from sweeps.runner import run_sweep
+    from sweeps.runner import check_settings, run_sweep
     from trainables.bias_grid import train_bias_grid, validate_config
 
     if args.search == "optuna":
@@ -123,12 +123,13 @@ def main(argv=None) -> int:
     if args.search == "optuna":
         from sweeps.optuna_search import optuna_asha
 
+        check_settings(settings)  # before the Optuna study file is created
+        settings.out_dir.mkdir(parents=True, exist_ok=True)
         num_samples = args.num_samples or preset.search_samples
         reports = -(-full["steps"] // full["report_every"])  # ASHA's budget is counted in reports
         searcher, scheduler, ledger = optuna_asha(
             settings.name, f"sqlite:///{settings.out_dir / 'optuna.db'}", max_t=reports,
             grace_period=max(1, reports // 4), seed=args.search_seed)
-        settings.out_dir.mkdir(parents=True, exist_ok=True)
         settings.max_concurrent_trials = settings.max_concurrent_trials or 2
         param_space = {**base, "bias": biases[0], "beta": betas[0], "seed": seeds[0], **space}
         frame, tracker = run_sweep(settings, train_bias_grid, param_space, trial_label, num_samples, sweep_params,

@@ -49,7 +49,12 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self.ledger or trial_id in self._completed_trials or error:
             return super().on_trial_complete(trial_id, result, error)
-        self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        ot_trial = self._ot_trials[trial_id]
+        if result and self.metric in result:
+            # the result that triggered the stop reaches the searcher only here: keep it as the last
+            # intermediate value, which is what Optuna's samplers rank pruned trials by
+            ot_trial.report(result[self.metric], result["training_iteration"])
+        self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
 
 

@@ -26,7 +26,7 @@ def trial_row(trial, status: str, study: str, sweep: str, mlflow_run_id: str | N
     row = {"study": study, "sweep": sweep, "trial_id": trial.trial_id, "status": status,
            "mlflow_run_id": mlflow_run_id or "", "wall_time_s": float(result.get("time_total_s", math.nan)),
            "step": result.get("step", 0), "diverged_at_step": result.get("diverged_at_step", -1),
-           "device": result.get("device", "")}
+           "device": result.get("device", ""), "gpu_ids": result.get("gpu_ids", "")}
     row.update({k: v for k, v in trial.config.items() if not isinstance(v, dict)})
     row.update({k: v for k, v in result.items() if k.startswith(TABLE_METRIC_PREFIXES)})
     return row
@@ -51,6 +51,7 @@ class ResultsTableCallback(Callback):
         self.started = time.time()
         if path.exists():  # --resume: keep what finished before
             self.rows = {row["trial_id"]: row for row in pd.read_parquet(path).to_dict("records")}
+        self.resumed_rows = len(self.rows)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._record(trial, errored=False)
@@ -66,8 +67,10 @@ class ResultsTableCallback(Callback):
         headline = ", ".join(f"{k.removeprefix('eval/')} {row[k]:.4g}" for k in
                              ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo")
                              if isinstance(row.get(k), float))
-        elapsed = time.time() - self.started
-        print(f"[{len(self.rows)}/{self.total} done, {elapsed:.0f} s] {self.label(trial.config)}: {status}"
+        elapsed, done = time.time() - self.started, len(self.rows)
+        rate = elapsed / max(1, done - self.resumed_rows)  # seconds per trial finished by this run
+        left = f", ~{rate * (self.total - done) / 60:.1f} min left" if done < self.total else ""
+        print(f"[{done}/{self.total} done, {elapsed:.0f} s{left}] {self.label(trial.config)}: {status}"
               f"{' — ' + headline if headline else ''} ({row['wall_time_s']:.1f} s)", flush=True)
 
     def frame(self) -> pd.DataFrame:

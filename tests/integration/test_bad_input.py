@@ -1,0 +1,57 @@
+"""Bad input ends with one clear line and exit status 2, before anything starts (nothing is created)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "sweeps" / "bias_grid.py"
+
+
+def run_sweep_script(tmp_path, *args):
+    command = [sys.executable, str(SCRIPT), "--preset", "smoke", "--out", str(tmp_path / "results"),
+               "--mlflow-uri", f"sqlite:///{tmp_path}/mlflow.db", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--betas", "-1"], "config key 'beta' must be >= 0"),
+    (["--steps", "0"], "config key 'steps' must be > 0"),
+    (["--hidden-width", "0"], "config key 'hidden_width' must be > 0"),
+    (["--mlflow-uri", "http://127.0.0.1:9"], "cannot reach MLflow tracking server at http://127.0.0.1:9"),
+    (["--mlflow-uri", "sqlite:////no/such/dir/mlflow.db"], "directory does not exist"),
+    (["--resume", "--name", "never-ran"], "nothing to resume"),
+    (["--search", "optuna"], "--search optuna tunes at one cell"),
+    (["--gpus-per-trial", "1.5"], "whole number"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    finished = run_sweep_script(tmp_path, *args)
+    assert finished.returncode == 2, finished.stderr
+    lines = [line for line in finished.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and message in lines[-1], finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert not (tmp_path / "results" / "bias_grid").exists() or not any((tmp_path / "results" / "bias_grid").glob(
+        "*/results.parquet"))
+
+
+def test_unknown_flag_and_preset_are_refused_by_the_parser(tmp_path):
+    for args in (["--betaz", "1"], ["--preset", "huge"]):
+        finished = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+        assert finished.returncode == 2
+        assert "error:" in finished.stderr.splitlines()[-1]
+
+
+def test_a_sweep_name_is_never_reused(tmp_path):
+    (tmp_path / "results" / "bias_grid" / "taken").mkdir(parents=True)
+    (tmp_path / "results" / "bias_grid" / "taken" / "results.parquet").write_bytes(b"")
+    finished = run_sweep_script(tmp_path, "--name", "taken")
+    assert finished.returncode == 2
+    assert "already exists" in finished.stderr.splitlines()[-1]
+
+
+def test_help_documents_every_flag():
+    finished = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0
+    for flag in ("--betas", "--biases", "--seeds", "--steps", "--name", "--address", "--storage", "--mlflow-uri",
+                 "--cpus-per-trial", "--gpus-per-trial", "--resume", "--out", "--search", "--preset"):
+        assert flag in finished.stdout

@@ -1,0 +1,80 @@
+"""The smoke sweep through real Ray, real MLflow (SQLite) and the analysis, as a user runs it."""
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis.__main__ import main as analysis_main
+from sweeps.bias_grid import main as bias_grid_main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(local_ray, tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    uri = f"sqlite:///{root}/mlflow.db"
+    code = bias_grid_main(["--preset", "smoke", "--name", "smoke-test", "--out", str(root / "results"),
+                           "--mlflow-uri", uri])
+    out = root / "results" / "bias_grid" / "smoke-test"
+    return code, out, uri
+
+
+def test_every_cell_finishes_with_a_row_and_metrics(smoke_sweep):
+    code, out, _ = smoke_sweep
+    assert code == 0
+    table = pd.read_parquet(out / "results.parquet")
+    assert sorted(zip(table["bias"], table["beta"], strict=True)) == [(0.0, 0.5), (0.0, 4.0), (5.0, 0.5), (5.0, 4.0)]
+    assert (table["status"] == "completed").all()
+    assert (table["step"] == 100).all()
+    assert table["eval/pmi"].notna().all() and table["eval/decoder_mse"].gt(0).all()
+    assert table["mlflow_run_id"].str.len().gt(0).all()
+
+
+def test_one_parent_run_with_one_child_per_cell(smoke_sweep):
+    _, out, uri = smoke_sweep
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("bias_grid")
+    parents = client.search_runs([experiment.experiment_id], "tags.`priorsweep.sweep` = 'smoke-test'")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 4
+    table = pd.read_parquet(out / "results.parquet")
+    assert {c.info.run_id for c in children} == set(table["mlflow_run_id"])
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["priorsweep.status"] == "completed"
+        assert {"bias", "beta", "seed", "steps"} <= set(child.data.params)
+        assert not any(k.startswith(("pid", "timestamp", "config/")) for k in child.data.metrics)
+        history = client.get_metric_history(child.info.run_id, "train/loss")
+        assert [m.step for m in history] == [50, 100]
+        assert "eval/pmi" in child.data.metrics and "eval/r2_learned_to_true" in child.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"heatmap_pmi.png", "heatmap_decoder_mse.png", "results.parquet"} <= artifacts
+
+
+def test_heatmaps_are_drawn_and_analysis_rebuilds_the_table_from_mlflow(smoke_sweep, tmp_path):
+    _, out, uri = smoke_sweep
+    for name in ("pmi", "decoder_mse", "r2_true_to_learned", "r2_learned_to_true", "active_dims"):
+        assert (out / f"heatmap_{name}.png").stat().st_size > 1000
+    assert analysis_main(["heatmaps", "--mlflow-uri", uri, "--experiment", "bias_grid", "--sweep", "smoke-test",
+                          "--out", str(tmp_path)]) == 0
+    from_mlflow = pd.read_parquet(tmp_path / "results.parquet").sort_values("trial_id").reset_index(drop=True)
+    from_sweep = pd.read_parquet(out / "results.parquet").sort_values("trial_id").reset_index(drop=True)
+    assert list(from_mlflow["trial_id"]) == list(from_sweep["trial_id"])
+    pd.testing.assert_series_equal(from_mlflow["eval/pmi"], from_sweep["eval/pmi"], check_names=False)
+    assert (tmp_path / "heatmap_pmi.png").exists()
+
+
+def test_resume_of_a_finished_sweep_adds_nothing(smoke_sweep, local_ray):
+    _, out, uri = smoke_sweep
+    before = pd.read_parquet(out / "results.parquet")
+    code = bias_grid_main(["--preset", "smoke", "--name", "smoke-test", "--resume", "--out",
+                           str(out.parent.parent), "--mlflow-uri", uri])
+    assert code == 0
+    after = pd.read_parquet(out / "results.parquet")
+    assert sorted(after["trial_id"]) == sorted(before["trial_id"])
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("bias_grid")
+    assert len(client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''")) == 4
