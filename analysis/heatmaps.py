@@ -67,7 +67,10 @@ def draw_heatmap(summary: pd.DataFrame, metric: HeatmapMetric, path: Path, title
                 # hatched: at least one seed of this cell has no active latent, so its PMI means nothing
                 axes.add_patch(plt.Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, hatch="///",
                                              edgecolor="red", linewidth=0))
-    seeds = "" if n_seeds is None else f", mean of ≤{int(np.nanmax(n_seeds.to_numpy(dtype=float)))} seed(s)"
+    seeds = ""
+    if n_seeds is not None:
+        low, high = int(np.nanmin(n_seeds.to_numpy(dtype=float))), int(np.nanmax(n_seeds.to_numpy(dtype=float)))
+        seeds = f", mean over {high if low == high else f'{low}–{high}'} seed{'s' if high > 1 else ''}"
     axes.set_title(f"{metric.title}{seeds}\nred hatching: collapsed (no active latent){title_suffix}", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
