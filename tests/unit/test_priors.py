@@ -142,3 +142,17 @@ def test_uniform_weights_when_not_learnable_and_vamp_converts_with_its_logits():
     z = torch.randn(20, 2, generator=rng(5))
     assert torch.allclose(converted.log_prob(z), prior.log_prob(z), atol=1e-5)
     assert torch.equal(converted.logits, prior.logits)  # the logits, not softmax(logits)
+
+
+def test_fused_mixture_log_prob_matches_autograd_in_value_and_gradient():
+    prior = mog(k=7, d=3)
+    z = torch.randn(2, 50, 3, generator=rng(11), requires_grad=True)
+    fused = prior.log_prob(z)
+    mu, logvar, log_w = prior.components()
+    reference = torch.logsumexp(log_w + diagonal_gaussian_log_prob(z.unsqueeze(-2), mu, logvar), dim=-1)
+    assert torch.allclose(fused, reference, atol=1e-4)
+    weights = torch.randn(2, 50, generator=rng(12))
+    grads_fused = torch.autograd.grad((fused * weights).sum(), [z, prior.mu, prior.logvar, prior.logits])
+    grads_reference = torch.autograd.grad((reference * weights).sum(), [z, prior.mu, prior.logvar, prior.logits])
+    for a, b in zip(grads_fused, grads_reference, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
