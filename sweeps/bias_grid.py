@@ -17,18 +17,15 @@ the nuisance parameters with Optuna (TPE) + ASHA on held-out negative ELBO and p
 import argparse
 import sys
 
-from sweeps.cli import add_common_arguments, exit_on_bad_input, settings_from_args
+from sweeps.cli import add_common_arguments, exit_on_bad_input, settings_from_args, trial_overrides
 from sweeps.errors import SweepError
 from sweeps.presets import BIAS_GRID_PRESETS
 
 STUDY = "bias_grid"
 SEARCH_METRIC, SEARCH_MODE = "val/neg_elbo", "min"
-# flag -> trial config key, for the trial settings a flag may override
-TRIAL_FLAGS = {
-    "steps": "steps", "batch_size": "batch_size", "learning_rate": "learning_rate", "hidden_width": "hidden_width",
-    "hidden_depth": "hidden_depth", "latent_dim": "latent_dim", "likelihood_variance": "likelihood_variance",
-    "report_every": "report_every", "train_set_size": "train_set_size", "device": "device",
-}
+# trial settings a flag may override (flag dest = config key)
+TRIAL_FLAGS = ("steps", "batch_size", "learning_rate", "hidden_width", "hidden_depth", "latent_dim",
+               "likelihood_variance", "report_every", "train_set_size", "device")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,12 +69,6 @@ def trial_label(config: dict) -> str:
     return f"{label} lr={config['learning_rate']:.2g} width={config['hidden_width']} batch={config['batch_size']}"
 
 
-def trial_settings(args, preset) -> dict:
-    settings = dict(preset.trial)
-    settings.update({key: getattr(args, flag) for flag, key in TRIAL_FLAGS.items() if getattr(args, flag) is not None})
-    return settings
-
-
 def search_space(tune) -> dict:
     """The nuisance parameters Optuna tunes (the study's axes stay fixed)."""
     return {
@@ -94,7 +85,7 @@ def main(argv=None) -> int:
     biases = tuple(args.biases or preset.biases)
     betas = tuple(args.betas or preset.betas)
     seeds = tuple(args.seeds if args.seeds is not None else preset.seeds)
-    base = trial_settings(args, preset)
+    base = trial_overrides(preset.trial, args, TRIAL_FLAGS)
 
     # heavy imports after argument parsing, so --help and argument errors are instant
     from ray import tune

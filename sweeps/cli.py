@@ -34,6 +34,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     tracking.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (Parquet only)")
 
 
+def trial_overrides(preset_trial: dict, args, flags: tuple[str, ...]) -> dict:
+    """The preset's trial settings with every flag the user gave on top (flag dest = config key)."""
+    return {**preset_trial, **{key: getattr(args, key) for key in flags if getattr(args, key) is not None}}
+
+
 def resolve_name(args, study: str) -> str:
     """The sweep's name; with --resume and no --name, the newest sweep of this study under OUT."""
     if args.name:

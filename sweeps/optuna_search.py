@@ -59,14 +59,19 @@ class PruningAwareOptunaSearch(OptunaSearch):
 
 
 def optuna_asha(
-    study_name: str, storage_url: str, max_t: int, grace_period: int, seed: int, reduction_factor: int = 3
+    study_name: str, storage_url: str, max_t: int, grace_period: int, seed: int, reduction_factor: int = 3,
+    define_by_run=None, metric: str | None = None, mode: str | None = None,
 ) -> tuple[PruningAwareOptunaSearch, RecordingASHAScheduler, EarlyStopLedger]:
-    """TPE search stored in an RDB (so optuna-dashboard can open it) plus a recording ASHA; metric/mode are set by
-    the TuneConfig, once, for both."""
+    """TPE search stored in an RDB (so optuna-dashboard can open it) plus a recording ASHA.
+
+    With a param_space, metric/mode come from the TuneConfig. With a define-by-run space (a function of an Optuna
+    trial, for conditional parameters) they must be given here too, or the study silently maximises.
+    """
     ledger = EarlyStopLedger()
     storage = optuna.storages.RDBStorage(storage_url)
+    extra = {"space": define_by_run, "metric": metric, "mode": mode} if define_by_run else {}
     searcher = PruningAwareOptunaSearch(
-        ledger, sampler=optuna.samplers.TPESampler(seed=seed), study_name=study_name, storage=storage
+        ledger, sampler=optuna.samplers.TPESampler(seed=seed), study_name=study_name, storage=storage, **extra
     )
     scheduler = RecordingASHAScheduler(
         ledger, time_attr="training_iteration", max_t=max_t, grace_period=grace_period,

@@ -35,3 +35,42 @@ BIAS_GRID_PRESETS = {
         search_samples=50,
     ),
 }
+
+
+@dataclass(frozen=True)
+class IntroVaePreset:
+    description: str
+    datasets: tuple[str, ...]
+    priors: tuple[str, ...]
+    seeds: tuple[int, ...]
+    trial: dict = field(default_factory=dict)  # trial config values (see trainables/introvae.py FIELDS)
+    search_samples: int = 20
+
+
+ALL_2D = ("8gaussians", "2spirals", "checkerboard", "rings")
+ALL_PRIORS = ("standard", "mog", "vamp")
+# the prior paper's grid search over the Soft-IntroVAE weights (β_neg as a multiple of β_kl)
+BETA_GRID = {"beta_rec": (0.05, 0.2, 0.3, 0.4, 0.8, 1.0), "beta_kl": (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0),
+             "beta_neg_multiple": (1, 2, 3, 4, 5)}
+
+INTROVAE_PRESETS = {
+    "smoke": IntroVaePreset(
+        "seconds: 8Gaussians × {standard, mog} × 1 seed, a tiny MLP, 60 iterations (tests)",
+        datasets=("8gaussians",), priors=("standard", "mog"), seeds=(0,),
+        trial={"iterations": 60, "num_vae": 30, "batch_size": 64, "hidden_width": 32, "report_every": 30,
+               "num_components": 8, "gnelbo_grid": 32, "gnelbo_data_points": 256, "eval_points": 500,
+               "density_image": 16},
+        search_samples=4,
+    ),
+    "demo": IntroVaePreset(
+        "minutes: 4 datasets × 3 priors × 1 seed, 2,000 iterations (500 warm-up), K = 64",
+        datasets=ALL_2D, priors=ALL_PRIORS, seeds=(0,),
+        trial={"iterations": 2_000, "num_vae": 500, "gnelbo_grid": 256},
+    ),
+    "paper2d": IntroVaePreset(
+        "the reference protocol: 30,000 iterations, batch 512, K = 64, 5 seeds (use --seeds 0 for one)",
+        datasets=ALL_2D, priors=ALL_PRIORS, seeds=(0, 1, 2, 3, 4),
+        trial={"iterations": 30_000, "num_vae": 2_000, "batch_size": 512, "num_components": 64},
+        search_samples=60,
+    ),
+}

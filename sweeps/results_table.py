@@ -9,7 +9,10 @@ import pandas as pd
 from ray.tune import Callback
 
 RESULTS_FILE = "results.parquet"
-TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/")
+TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/", "plot/")  # plot/*: small arrays for figures
+# the figures a progress line shows, where the study reports them
+HEADLINE_KEYS = ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo", "eval/kl", "eval/jsd",
+                 "eval/gnelbo", "eval/active_modes")
 
 
 def trial_status(trial, early_stopped, errored: bool) -> str:
@@ -65,8 +68,7 @@ class ResultsTableCallback(Callback):
         self.rows[trial.trial_id] = row
         write_table(list(self.rows.values()), self.path)
         headline = ", ".join(f"{k.removeprefix('eval/')} {row[k]:.4g}" for k in
-                             ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo")
-                             if isinstance(row.get(k), float))
+                             HEADLINE_KEYS if isinstance(row.get(k), (int, float)))
         elapsed, done = time.time() - self.started, len(self.rows)
         rate = elapsed / max(1, done - self.resumed_rows)  # seconds per trial finished by this run
         left = f", ~{rate * (self.total - done) / 60:.1f} min left" if done < self.total else ""

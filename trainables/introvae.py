@@ -49,6 +49,8 @@ FIELDS = {
     "beta_rec": Field(0.0, float, "β_rec (0: the dataset's reference value)", non_negative, ">= 0"),
     "beta_kl": Field(0.0, float, "β_kl (0: the dataset's reference value)", non_negative, ">= 0"),
     "beta_neg": Field(0.0, float, "β_neg (0: the dataset's reference value)", non_negative, ">= 0"),
+    "beta_neg_multiple": Field(0.0, float, "if > 0, β_neg = this × β_kl (the prior paper's search: 1…5)",
+                               non_negative, ">= 0"),
     "iterations": Field(30_000, int, "training iterations", positive, "> 0"),
     "num_vae": Field(2_000, int, "warm-up iterations of plain β-ELBO before the introspective stage",
                      non_negative, ">= 0"),
@@ -79,6 +81,8 @@ def validate_config(config: dict) -> dict:
     reference = dict(zip(("beta_kl", "beta_rec", "beta_neg"), REFERENCE_BETAS[full["dataset"]], strict=True))
     for key, value in reference.items():
         full[key] = full[key] or value
+    if full["beta_neg_multiple"]:
+        full["beta_neg"] = full["beta_neg_multiple"] * full["beta_kl"]
     return full
 
 

@@ -1,0 +1,94 @@
+"""The 2D Soft-IntroVAE table (dataset × prior, mean ± std/√n over seeds) and the density figure grid."""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+TABLE_COLUMNS = {  # result key -> (column title, factor)
+    "eval/kl": ("KL", 1.0),
+    "eval/jsd_reference": ("JSD (reference's direction)", 1.0),
+    "eval/jsd": ("JSD (textbook)", 1.0),
+    "eval/gnelbo": ("gnELBO ×1e7", 1e7),
+    "eval/active_modes": ("active modes", 1.0),
+    "eval/warmup_iterations_per_second": ("warm-up it/s", 1.0),
+    "eval/intro_iterations_per_second": ("introspective it/s", 1.0),
+}
+ROWS = ["dataset", "prior"]
+PRIOR_ORDER = {"standard": 0, "mog": 1, "vamp": 2}
+
+
+def table_2d(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset × prior: for each metric its mean and standard error std/√n over completed seeds."""
+    done = frame[frame["status"] == "completed"]
+    rows = []
+    for (dataset, prior), group in done.groupby(ROWS):
+        row = {"dataset": dataset, "prior": prior, "seeds": len(group)}
+        for key, (title, factor) in TABLE_COLUMNS.items():
+            values = group[key].dropna() * factor if key in group else pd.Series(dtype=float)
+            row[title] = values.mean() if len(values) else np.nan
+            row[f"{title} ±"] = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.sort_values(["dataset", "prior"], key=lambda c: c.map(PRIOR_ORDER) if c.name == "prior" else c)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """'mean ± se' cells (se omitted with one seed)."""
+    shown = table[["dataset", "prior", "seeds"]].copy()
+    for title, _ in TABLE_COLUMNS.values():
+        if title not in table:
+            continue
+        shown[title] = [f"{m:.3g}" + ("" if np.isnan(e) else f" ± {e:.2g}") if not np.isnan(m) else "—"
+                        for m, e in zip(table[title], table[f"{title} ±"], strict=True)]
+    return shown.to_markdown(index=False)
+
+
+def density_grid(frame: pd.DataFrame, path: Path) -> Path | None:
+    """exp(−negELBO) images, one panel per dataset × prior (first completed seed)."""
+    if "plot/density" not in frame:
+        return None
+    done = frame[(frame["status"] == "completed") & frame["plot/density"].notna()]
+    if done.empty:
+        return None
+    datasets = sorted(done["dataset"].unique())
+    priors = sorted(done["prior"].unique(), key=PRIOR_ORDER.get)
+    figure, axes = plt.subplots(len(datasets), len(priors), figsize=(2.6 * len(priors), 2.6 * len(datasets)),
+                                squeeze=False)
+    for i, dataset in enumerate(datasets):
+        for j, prior in enumerate(priors):
+            axis = axes[i][j]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            cell = done[(done["dataset"] == dataset) & (done["prior"] == prior)].sort_values("seed")
+            if len(cell):
+                values = np.asarray(cell.iloc[0]["plot/density"], dtype=float)
+                side = int(round(np.sqrt(len(values))))
+                axis.imshow(values.reshape(side, side), origin="lower", cmap="magma")
+            if i == 0:
+                axis.set_title(prior)
+            if j == 0:
+                axis.set_ylabel(dataset)
+    figure.suptitle("Learned density exp(−negative ELBO)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_introvae_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = table_2d(frame)
+    paths = []
+    if not table.empty:
+        table.to_csv(out_dir / "table_2d.csv", index=False)
+        (out_dir / "table_2d.md").write_text(markdown(table) + "\n")
+        paths += [out_dir / "table_2d.csv", out_dir / "table_2d.md"]
+    figure = density_grid(frame, out_dir / "densities.png")
+    return paths + ([figure] if figure else [])
