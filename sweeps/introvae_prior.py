@@ -73,11 +73,18 @@ def trial_label(config: dict) -> str:
     return label
 
 
-def define_by_run(priors: tuple[str, ...], constants: dict):
-    """Optuna space with conditional parameters: K and the prior's options only where the prior has them."""
+class DefineByRunSpace:
+    """Optuna space with conditional parameters: K and the prior's options only where the prior has them.
 
-    def space(trial):
-        prior = trial.suggest_categorical("prior", list(priors))
+    A class, not a closure: Tune pickles the searcher (and this space with it) into the sweep's restore state.
+    """
+
+    def __init__(self, priors: tuple[str, ...], constants: dict):
+        self.priors, self.constants = list(priors), constants
+
+    def __call__(self, trial) -> dict:
+        prior = trial.suggest_categorical("prior", self.priors)
+        suggested = {"prior", "beta_rec", "beta_kl", "beta_neg_multiple"}
         trial.suggest_float("beta_rec", 0.05, 1.0, log=True)
         trial.suggest_float("beta_kl", 0.05, 1.0, log=True)
         trial.suggest_int("beta_neg_multiple", 1, 5)
@@ -85,11 +92,12 @@ def define_by_run(priors: tuple[str, ...], constants: dict):
             trial.suggest_categorical("num_components", [8, 16, 32, 64])
             trial.suggest_categorical("learnable_weights", [True, False])
             trial.suggest_categorical("r_entropy", [0.0, 1.0, 10.0])
+            suggested |= {"num_components", "learnable_weights", "r_entropy"}
         if prior == "vamp":
             trial.suggest_categorical("vamp_to_mog", [True, False])
-        return constants
-
-    return space
+            suggested.add("vamp_to_mog")
+        # Ray merges the returned constants over the suggestions: leave out what was just suggested
+        return {k: v for k, v in self.constants.items() if k not in suggested}
 
 
 @exit_on_bad_input
@@ -134,7 +142,7 @@ def main(argv=None) -> int:
         constants = {**base, "dataset": datasets[0], "seed": seeds[0]}
         searcher, scheduler, ledger = optuna_asha(
             settings.name, f"sqlite:///{settings.out_dir / 'optuna.db'}", max_t=reports, grace_period=grace,
-            seed=args.search_seed, define_by_run=define_by_run(priors, constants), metric=SEARCH_METRIC,
+            seed=args.search_seed, define_by_run=DefineByRunSpace(priors, constants), metric=SEARCH_METRIC,
             mode=SEARCH_MODE)
         settings.max_concurrent_trials = settings.max_concurrent_trials or 2
         frame, tracker = run_sweep(settings, train_introvae, {}, trial_label, num_samples, sweep_params,
