@@ -114,7 +114,8 @@ def encoder_loss(model, x: torch.Tensor, prior_noise: tuple, cfg: SoftIntroConfi
         z = reparameterise(mu, logvar, generator)
         rec = model.decode(z)  # (B, D): gradient reaches the encoder through the frozen decoder
         if prior.is_mixture:
-            kl_real, mean_responsibility = prior.kl_and_mean_responsibilities(mu, logvar, generator)
+            kl_real, mean_responsibility = prior.kl_and_mean_responsibilities(
+                mu, logvar, generator, responsibility_gradient=cfg.r_entropy > 0)
             neg_entropy = normalised_neg_entropy(mean_responsibility)
         else:
             kl_real, mean_responsibility = prior.kl_from_posterior(mu, logvar), None

@@ -16,6 +16,7 @@ from torch import nn
 
 LOG_2PI = math.log(2.0 * math.pi)
 NUM_KL_SAMPLES = 100
+MC_KL_RANGE = "monte_carlo_kl"  # profiler label of every MC KL forward (benchmarks/introvae_throughput.py)
 
 
 def diagonal_gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -57,20 +58,26 @@ def mixture_joint_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tens
 class _FeatureLogSumExp(torch.autograd.Function):
     """logsumexp_k (features(z) @ W)_k with a hand-written backward: the forward keeps exp(joint − max) and the
     backward reuses it as the softmax, so the (N, K) tensor is touched ~6 times instead of ~20 (autograd's
-    logsumexp recomputes and broadcasts). This is the inner loop of every Monte Carlo KL against a mixture."""
+    logsumexp recomputes and broadcasts). This is the inner loop of every Monte Carlo KL against a mixture.
+
+    Also returns the responsibilities averaged over the N points (K,), as a constant (no gradient): one
+    (1, N) × (N, K) product over what the forward already holds.
+    """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # z (N, d), weights (2d+1, K)
+    def forward(ctx, z: torch.Tensor, weights: torch.Tensor):  # z (N, d), weights (2d+1, K)
         features = quadratic_features(z)
         joint = features @ weights  # (N, K)
         peak = joint.amax(dim=1, keepdim=True)
         shifted = joint.sub_(peak).exp_()  # in place: exp(joint − peak)
         total = shifted.sum(dim=1, keepdim=True)  # (N, 1)
+        mean_responsibility = (total.reciprocal().T @ shifted).squeeze(0) / len(z)  # (K,)
         ctx.save_for_backward(z, features, weights, shifted, total)
-        return (peak + total.log()).squeeze(1)  # (N,)
+        ctx.mark_non_differentiable(mean_responsibility)
+        return (peak + total.log()).squeeze(1), mean_responsibility  # (N,), (K,)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor, _grad_mean_responsibility=None):
         z, features, weights, shifted, total = ctx.saved_tensors
         grad_joint = shifted * (grad[:, None] / total)  # softmax × incoming gradient, (N, K)
         grad_z = grad_weights = None
@@ -83,18 +90,27 @@ class _FeatureLogSumExp(torch.autograd.Function):
         return grad_z, grad_weights
 
 
+def mixture_log_prob_and_usage(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                               log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log Σ_k w_k N(z; μ_k, σ²_k) (..., d) -> (...,), and the mean responsibility of each component over all the
+    points (K,), the latter without gradient."""
+    flat = z.reshape(-1, z.shape[-1])
+    log_p, usage = _FeatureLogSumExp.apply(flat, mixture_feature_weights(mu, logvar, log_w))
+    return log_p.reshape(z.shape[:-1]), usage
+
+
 def mixture_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
     """log Σ_k w_k N(z; μ_k, σ²_k): (..., d) -> (...,)."""
-    flat = z.reshape(-1, z.shape[-1])
-    return _FeatureLogSumExp.apply(flat, mixture_feature_weights(mu, logvar, log_w)).reshape(z.shape[:-1])
+    return mixture_log_prob_and_usage(z, mu, logvar, log_w)[0]
 
 
 def monte_carlo_kl(prior, mu: torch.Tensor, logvar: torch.Tensor, num_samples: int = NUM_KL_SAMPLES,
                    generator: torch.Generator | None = None, detached: bool = False) -> torch.Tensor:
     """KL(q(z|x) ‖ p(z)) ≈ mean_s [log q(z_s|x) − log p(z_s)] per example: (B, d) -> (B,). One batched op."""
-    z = posterior_samples(mu, logvar, num_samples, generator)  # (S, B, d)
-    log_q = diagonal_gaussian_log_prob(z, mu, logvar)  # (S, B)
-    return (log_q - prior.log_prob(z, detached)).mean(dim=0)
+    with torch.profiler.record_function(MC_KL_RANGE):
+        z = posterior_samples(mu, logvar, num_samples, generator)  # (S, B, d)
+        log_q = diagonal_gaussian_log_prob(z, mu, logvar)  # (S, B)
+        return (log_q - prior.log_prob(z, detached)).mean(dim=0)
 
 
 class StandardNormalPrior(nn.Module):
@@ -220,15 +236,21 @@ class MixturePrior(nn.Module):
                           detached: bool = False) -> torch.Tensor:
         return monte_carlo_kl(self, mu, logvar, NUM_KL_SAMPLES, generator, detached)
 
-    def kl_and_mean_responsibilities(self, mu: torch.Tensor, logvar: torch.Tensor, generator=None):
+    def kl_and_mean_responsibilities(self, mu: torch.Tensor, logvar: torch.Tensor, generator=None,
+                                     responsibility_gradient: bool = True):
         """MC KL per example (B,) and r̄ (K,), the responsibilities averaged over the same 100 samples of every
-        example: one pass over the (S·B, K) joint serves both."""
-        z = posterior_samples(mu, logvar, NUM_KL_SAMPLES, generator)  # (S, B, d)
-        joint = self.joint_log_prob(z)  # (S, B, K)
-        log_p = torch.logsumexp(joint, dim=-1)  # (S, B)
-        kl = (diagonal_gaussian_log_prob(z, mu, logvar) - log_p).mean(dim=0)  # (B,)
-        mean_responsibility = torch.exp(joint - log_p.unsqueeze(-1)).mean(dim=(0, 1))  # (K,)
-        return kl, mean_responsibility
+        example: one pass over the (S·B, K) joint serves both. `responsibility_gradient=False` (the
+        responsibility regulariser is off) takes the fused path, where r̄ is a constant."""
+        with torch.profiler.record_function(MC_KL_RANGE):
+            z = posterior_samples(mu, logvar, NUM_KL_SAMPLES, generator)  # (S, B, d)
+            if not responsibility_gradient:
+                log_p, mean_responsibility = mixture_log_prob_and_usage(z, *self.components())
+                return (diagonal_gaussian_log_prob(z, mu, logvar) - log_p).mean(dim=0), mean_responsibility
+            joint = self.joint_log_prob(z)  # (S, B, K)
+            log_p = torch.logsumexp(joint, dim=-1)  # (S, B)
+            kl = (diagonal_gaussian_log_prob(z, mu, logvar) - log_p).mean(dim=0)  # (B,)
+            mean_responsibility = torch.exp(joint - log_p.unsqueeze(-1)).mean(dim=(0, 1))  # (K,)
+            return kl, mean_responsibility
 
 
 class MixtureOfGaussiansPrior(MixturePrior):

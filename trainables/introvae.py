@@ -55,8 +55,10 @@ FIELDS = {
     "num_vae": Field(2_000, int, "warm-up iterations of plain β-ELBO before the introspective stage",
                      non_negative, ">= 0"),
     "batch_size": Field(512, int, "points per iteration", positive, "> 0"),
-    "learning_rate": Field(2e-4, float, "Adam learning rate of encoder, decoder and prior; ×0.1 at 1/3 and 1/2 of "
-                           "the iterations (10k, 15k of 30k)", positive, "> 0"),
+    "learning_rate": Field(2e-4, float, "Adam learning rate of encoder, decoder and prior", positive, "> 0"),
+    "lr_milestones": Field("10000,15000", str, "iterations at which every learning rate is multiplied by 0.1 "
+                           "(the reference's MultiStepLR; '' for none)", lambda v: _milestones(v) is not None,
+                           "comma-separated positive integers"),
     "hidden_width": Field(256, int, "MLP width", positive, "> 0"),
     "hidden_depth": Field(3, int, "MLP hidden layers", positive, "> 0"),
     "latent_dim": Field(2, int, "latent size", positive, "> 0"),
@@ -69,6 +71,14 @@ FIELDS = {
     "seed": Field(0, int, "seeds initialisation, data and every sample", non_negative, ">= 0"),
     "device": Field("auto", str, "auto (GPU if the trial has one), cpu or cuda", choices=("auto", "cpu", "cuda")),
 }
+
+
+def _milestones(text: str) -> list[int] | None:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        return None
+    return values if all(v > 0 for v in values) else None
 
 
 def validate_config(config: dict) -> dict:
@@ -141,9 +151,8 @@ class IntroVaeRun:
     def _adam(self, module) -> torch.optim.Adam:
         parameters = [p for p in module.parameters() if p.requires_grad]
         optimiser = torch.optim.Adam(parameters, lr=self.config["learning_rate"], betas=(0.9, 0.999))
-        iterations = self.config["iterations"]
         optimiser.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimiser, milestones=[iterations // 3, iterations // 2], gamma=0.1)
+            optimiser, milestones=_milestones(self.config["lr_milestones"]), gamma=0.1)
         return optimiser
 
     def convert_vamp_to_mog(self) -> None:

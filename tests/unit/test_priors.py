@@ -156,3 +156,13 @@ def test_fused_mixture_log_prob_matches_autograd_in_value_and_gradient():
     grads_reference = torch.autograd.grad((reference * weights).sum(), [z, prior.mu, prior.logvar, prior.logits])
     for a, b in zip(grads_fused, grads_reference, strict=True):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_fused_path_gives_the_same_kl_and_mode_usage_as_the_differentiable_one():
+    prior = mog(k=6)
+    mu, logvar = torch.randn(40, 2, generator=rng(13)), torch.randn(40, 2, generator=rng(14)) * 0.3
+    kl_a, usage_a = prior.kl_and_mean_responsibilities(mu, logvar, rng(15), responsibility_gradient=True)
+    kl_b, usage_b = prior.kl_and_mean_responsibilities(mu, logvar, rng(15), responsibility_gradient=False)
+    assert torch.allclose(kl_a, kl_b, atol=1e-4)
+    assert torch.allclose(usage_a, usage_b, atol=1e-5)
+    assert usage_b.sum().item() == pytest.approx(1.0, abs=1e-5) and not usage_b.requires_grad
