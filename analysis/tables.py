@@ -49,13 +49,8 @@ def markdown(table: pd.DataFrame) -> str:
     return shown.to_markdown(index=False)
 
 
-def density_grid(frame: pd.DataFrame, path: Path) -> Path | None:
-    """exp(−negELBO) images, one panel per dataset × prior (first completed seed)."""
-    if "plot/density" not in frame:
-        return None
-    done = frame[(frame["status"] == "completed") & frame["plot/density"].notna()]
-    if done.empty:
-        return None
+def _panel_grid(done: pd.DataFrame, title: str, path: Path, draw) -> Path:
+    """One panel per dataset (rows) × prior (columns), drawn by draw(axis, first completed seed's row)."""
     datasets = sorted(done["dataset"].unique())
     priors = sorted(done["prior"].unique(), key=PRIOR_ORDER.get)
     figure, axes = plt.subplots(len(datasets), len(priors), figsize=(2.6 * len(priors), 2.6 * len(datasets)),
@@ -67,18 +62,61 @@ def density_grid(frame: pd.DataFrame, path: Path) -> Path | None:
             axis.set_yticks([])
             cell = done[(done["dataset"] == dataset) & (done["prior"] == prior)].sort_values("seed")
             if len(cell):
-                values = np.asarray(cell.iloc[0]["plot/density"], dtype=float)
-                side = int(round(np.sqrt(len(values))))
-                axis.imshow(values.reshape(side, side), origin="lower", cmap="magma")
+                draw(axis, cell.iloc[0])
             if i == 0:
                 axis.set_title(prior)
             if j == 0:
                 axis.set_ylabel(dataset)
-    figure.suptitle("Learned density exp(−negative ELBO)", fontsize=10)
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _points(row, key: str) -> np.ndarray:
+    return np.asarray(row[key], dtype=float).reshape(-1, 2)
+
+
+def _draw_density(axis, row) -> None:
+    values = np.asarray(row["plot/density"], dtype=float)
+    side = int(round(np.sqrt(len(values))))
+    axis.imshow(values.reshape(side, side), origin="lower", cmap="magma")
+
+
+def _draw_samples(axis, row) -> None:
+    points = _points(row, "plot/samples")
+    axis.scatter(points[:, 0], points[:, 1], s=1, alpha=0.5)
+
+
+def _draw_latent(axis, row) -> None:
+    means = _points(row, "plot/latent_means")
+    axis.scatter(means[:, 0], means[:, 1], s=1, alpha=0.4, color="tab:blue")
+    prior_means = row.get("plot/prior_means")
+    if isinstance(prior_means, (list, np.ndarray)) and len(prior_means):
+        modes = _points(row, "plot/prior_means")
+        weights = np.asarray(row["plot/prior_weights"], dtype=float)
+        axis.scatter(modes[:, 0], modes[:, 1], s=400 * weights / weights.max(), color="tab:red", marker="x")
+
+
+FIGURES = {  # file -> (result key it needs, title, painter)
+    "densities.png": ("plot/density", "Learned density exp(−negative ELBO)", _draw_density),
+    "samples.png": ("plot/samples", "1,000 generated points", _draw_samples),
+    "latent_modes.png": ("plot/latent_means", "Latent space: posterior means of data (blue), prior modes (red, "
+                         "size ∝ weight)", _draw_latent),
+}
+
+
+def figure_grids(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Density, sample and latent-mode figures (from results.parquet: MLflow does not hold these arrays)."""
+    paths = []
+    for name, (key, title, draw) in FIGURES.items():
+        if key not in frame:
+            continue
+        done = frame[(frame["status"] == "completed") & frame[key].notna()]
+        if not done.empty:
+            paths.append(_panel_grid(done, title, out_dir / name, draw))
+    return paths
 
 
 def write_introvae_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -90,5 +128,4 @@ def write_introvae_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path
         table.to_csv(out_dir / "table_2d.csv", index=False)
         (out_dir / "table_2d.md").write_text(markdown(table) + "\n")
         paths += [out_dir / "table_2d.csv", out_dir / "table_2d.md"]
-    figure = density_grid(frame, out_dir / "densities.png")
-    return paths + ([figure] if figure else [])
+    return paths + figure_grids(frame, out_dir)

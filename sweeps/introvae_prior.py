@@ -188,7 +188,7 @@ def write_tables(frame, settings, tracker) -> None:
 
     paths = write_introvae_tables(frame, settings.out_dir)
     if tracker:
-        tracker.log_artifacts(settings.out_dir, ("table_2d.*", "densities.png", "results.parquet"))
+        tracker.log_artifacts(settings.out_dir, ("table_2d.*", "*.png", "results.parquet"))
     counts = frame["status"].value_counts().to_dict()
     print(f"\n{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     print(f"results: {settings.out_dir / 'results.parquet'}; tables and figures: "

@@ -264,7 +264,13 @@ class IntroVaeRun:
         metrics["eval/warmup_iterations_per_second"] = t["warmup_iterations"] / max(t["warmup_seconds"], 1e-9)
         metrics["eval/intro_iterations_per_second"] = t["intro_iterations"] / max(t["intro_seconds"], 1e-9)
         metrics["plot/density"] = image.astype("float32").ravel().tolist()
-        metrics["plot/samples"] = self.generate(1000).cpu().float().ravel().tolist()
+        metrics["plot/samples"] = self.generate(1000).cpu().float().ravel().tolist()  # (1000, 2) flattened
+        if c["latent_dim"] == 2:  # the latent-mode plot: posterior means of data and the prior's components
+            metrics["plot/latent_means"] = self.model.encode(self.sample_batch(1000))[0].cpu().ravel().tolist()
+            if prior.is_mixture:
+                prior_mu, _, log_w = prior.components()
+                metrics["plot/prior_means"] = prior_mu.cpu().ravel().tolist()
+                metrics["plot/prior_weights"] = log_w.exp().cpu().tolist()
         return metrics
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
