@@ -102,8 +102,8 @@ def _draw_latent(axis, row) -> None:
 FIGURES = {  # file -> (result key it needs, title, painter)
     "densities.png": ("plot/density", "Learned density exp(−negative ELBO)", _draw_density),
     "samples.png": ("plot/samples", "1,000 generated points", _draw_samples),
-    "latent_modes.png": ("plot/latent_means", "Latent space: posterior means of data (blue), prior modes (red, "
-                         "size ∝ weight)", _draw_latent),
+    "latent_modes.png": ("plot/latent_means", "Latent means of data (blue), prior modes (red, ∝ weight)",
+                         _draw_latent),
 }
 
 
