@@ -17,7 +17,14 @@ the nuisance parameters with Optuna (TPE) + ASHA on held-out negative ELBO and p
 import argparse
 import sys
 
-from sweeps.cli import add_common_arguments, exit_on_bad_input, settings_from_args, trial_overrides
+from sweeps.cli import (
+    add_common_arguments,
+    add_device_argument,
+    add_search_arguments,
+    exit_on_bad_input,
+    settings_from_args,
+    trial_overrides,
+)
 from sweeps.errors import SweepError
 from sweeps.presets import BIAS_GRID_PRESETS
 
@@ -51,13 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "the data's noise variance, making β = 1 the true ELBO)")
     trial.add_argument("--report-every", type=int, help="steps per report and checkpoint (default 500)")
     trial.add_argument("--train-set-size", type=int, help="0: fresh images every step (default); N: fixed set")
-    trial.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto: GPU when the trial has one")
+    add_device_argument(trial)
     search = parser.add_argument_group("search instead of a grid")
     search.add_argument("--search", choices=("grid", "optuna"), default="grid",
                         help="grid: every cell at full budget (default); optuna: TPE + ASHA over learning rate, "
                              "width and batch size at one (bias, β), on held-out negative ELBO")
-    search.add_argument("--num-samples", type=int, help="Optuna trials (default: the preset's)")
-    search.add_argument("--search-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    add_search_arguments(search)
     add_common_arguments(parser)
     return parser
 
@@ -90,7 +96,7 @@ def main(argv=None) -> int:
     # heavy imports after argument parsing, so --help and argument errors are instant
     from ray import tune
 
-    from sweeps.runner import check_settings, run_sweep
+    from sweeps.runner import finish_sweep, run_sweep
     from trainables.bias_grid import train_bias_grid, validate_config
 
     if args.search == "optuna":
@@ -112,43 +118,34 @@ def main(argv=None) -> int:
     settings = settings_from_args(args, STUDY, {"priorsweep.preset": args.preset,
                                                 "priorsweep.search": args.search})
     if args.search == "optuna":
-        from sweeps.optuna_search import optuna_asha
+        from sweeps.optuna_search import optuna_asha_in_sweep
 
-        check_settings(settings)  # before the Optuna study file is created
-        settings.out_dir.mkdir(parents=True, exist_ok=True)
         num_samples = args.num_samples or preset.search_samples
         reports = -(-full["steps"] // full["report_every"])  # ASHA's budget is counted in reports
-        searcher, scheduler, ledger = optuna_asha(
-            settings.name, f"sqlite:///{settings.out_dir / 'optuna.db'}", max_t=reports,
-            grace_period=max(1, reports // 4), seed=args.search_seed)
-        settings.max_concurrent_trials = settings.max_concurrent_trials or 2
+        searcher, scheduler, ledger = optuna_asha_in_sweep(settings, max_t=reports,
+                                                           grace_period=max(1, reports // 4), seed=args.search_seed)
         param_space = {**base, "bias": biases[0], "beta": betas[0], "seed": seeds[0], **space}
         frame, tracker = run_sweep(settings, train_bias_grid, param_space, trial_label, num_samples, sweep_params,
                                    search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
                                    metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples)
         report_search(frame, settings)
+        artifacts = ("results.parquet",)
     else:
         param_space = {**base, "bias": tune.grid_search(list(biases)), "beta": tune.grid_search(list(betas)),
                        "seed": tune.grid_search(list(seeds))}
         frame, tracker = run_sweep(settings, train_bias_grid, param_space, trial_label, len(candidates),
                                    sweep_params)
-        report_grid(frame, settings, tracker)
-    if tracker:
-        print(f"browse the runs: mlflow ui --backend-store-uri {tracker.uri}   (then open http://127.0.0.1:5000)")
-    return 0 if (frame["status"] != "error").all() else 1
+        report_grid(frame, settings)
+        artifacts = ("heatmap_*.png", "summary.*", "results.parquet")
+    return finish_sweep(frame, settings, tracker, artifacts)
 
 
-def report_grid(frame, settings, tracker) -> None:
+def report_grid(frame, settings) -> None:
     from analysis.heatmaps import write_heatmaps
 
     paths = write_heatmaps(frame, settings.out_dir)
-    if tracker:
-        tracker.log_artifacts(settings.out_dir, ("heatmap_*.png", "summary.*", "results.parquet"))
-    counts = frame["status"].value_counts().to_dict()
-    print(f"\n{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
-    print(f"results: {settings.out_dir / 'results.parquet'}")
-    print(f"heatmaps: {', '.join(p.name for p in paths)} in {settings.out_dir}")
     print((settings.out_dir / "summary.md").read_text().split("###")[1].strip())
+    print(f"heatmaps: {', '.join(p.name for p in paths)} in {settings.out_dir}")
 
 
 def report_search(frame, settings) -> None:

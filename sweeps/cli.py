@@ -34,6 +34,16 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     tracking.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (Parquet only)")
 
 
+def add_search_arguments(group) -> None:
+    group.add_argument("--num-samples", type=int, help="Optuna trials (default: the preset's)")
+    group.add_argument("--search-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+
+
+def add_device_argument(group) -> None:
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto (default): the GPU when the trial "
+                       "was given one, else the CPU")
+
+
 def trial_overrides(preset_trial: dict, args, flags: tuple[str, ...]) -> dict:
     """The preset's trial settings with every flag the user gave on top (flag dest = config key)."""
     return {**preset_trial, **{key: getattr(args, key) for key in flags if getattr(args, key) is not None}}

@@ -16,7 +16,14 @@ PRUNED). `--search grid` runs the prior paper's grid (β_rec × β_kl × β_neg/
 import argparse
 import sys
 
-from sweeps.cli import add_common_arguments, exit_on_bad_input, settings_from_args, trial_overrides
+from sweeps.cli import (
+    add_common_arguments,
+    add_device_argument,
+    add_search_arguments,
+    exit_on_bad_input,
+    settings_from_args,
+    trial_overrides,
+)
 from sweeps.errors import SweepError
 from sweeps.presets import ALL_2D, ALL_PRIORS, BETA_GRID, INTROVAE_PRESETS
 
@@ -51,13 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--prior-mode", choices=("trainable", "fixed"), help="the prior in stage 2 (trainable)")
     trial.add_argument("--report-every", type=int, help="iterations per report and checkpoint (500)")
     trial.add_argument("--gnelbo-grid", type=int, help="gnELBO grid resolution (1024; 0 skips it)")
-    trial.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto: GPU when the trial has one")
+    add_device_argument(trial)
     search = parser.add_argument_group("search")
     search.add_argument("--search", choices=("none", "grid", "optuna"), default="none",
                         help="none: reference betas (default); grid: the paper's β grid then seeds of the best; "
                              "optuna: TPE + ASHA on eval/kl, one dataset")
-    search.add_argument("--num-samples", type=int, help="Optuna trials (default: the preset's)")
-    search.add_argument("--search-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    add_search_arguments(search)
     add_common_arguments(parser)
     return parser
 
@@ -111,7 +117,7 @@ def main(argv=None) -> int:
 
     from ray import tune
 
-    from sweeps.runner import check_settings, run_sweep
+    from sweeps.runner import finish_sweep, run_sweep
     from trainables.introvae import train_introvae, validate_config
 
     cells = [{**base, "dataset": d, "prior": p, "seed": s} for d in datasets for p in priors for s in seeds]
@@ -130,21 +136,17 @@ def main(argv=None) -> int:
     settings = settings_from_args(args, STUDY, {"priorsweep.preset": args.preset, "priorsweep.search": args.search})
     axes = {"dataset": list(datasets), "prior": list(priors), "seed": list(seeds)}
     if args.search == "optuna":
-        from sweeps.optuna_search import optuna_asha
+        from sweeps.optuna_search import optuna_asha_in_sweep
 
-        check_settings(settings)  # before the Optuna study file is created
-        settings.out_dir.mkdir(parents=True, exist_ok=True)
         num_samples = args.num_samples or preset.search_samples
         reports = -(-full["iterations"] // full["report_every"])
         warmup_reports = full["num_vae"] // full["report_every"]
         # compare trials only once they are well into the introspective stage
         grace = min(reports, warmup_reports + max(1, (reports - warmup_reports) // 10))
         constants = {**base, "dataset": datasets[0], "seed": seeds[0]}
-        searcher, scheduler, ledger = optuna_asha(
-            settings.name, f"sqlite:///{settings.out_dir / 'optuna.db'}", max_t=reports, grace_period=grace,
-            seed=args.search_seed, define_by_run=DefineByRunSpace(priors, constants), metric=SEARCH_METRIC,
-            mode=SEARCH_MODE)
-        settings.max_concurrent_trials = settings.max_concurrent_trials or 2
+        searcher, scheduler, ledger = optuna_asha_in_sweep(
+            settings, max_t=reports, grace_period=grace, seed=args.search_seed,
+            define_by_run=DefineByRunSpace(priors, constants), metric=SEARCH_METRIC, mode=SEARCH_MODE)
         frame, tracker = run_sweep(settings, train_introvae, {}, trial_label, num_samples, sweep_params,
                                    search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
                                    metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples)
@@ -155,10 +157,8 @@ def main(argv=None) -> int:
         frame, tracker = run_sweep(settings, train_introvae, space, trial_label, len(cells), sweep_params)
         if args.search == "grid" and len(seeds) > 1:
             frame, tracker = run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params)
-    write_tables(frame, settings, tracker)
-    if tracker:
-        print(f"browse the runs: mlflow ui --backend-store-uri {tracker.uri}   (then open http://127.0.0.1:5000)")
-    return 0 if (frame["status"] != "error").all() else 1
+    write_tables(frame, settings)
+    return finish_sweep(frame, settings, tracker, ("table_2d.*", "*.png", "results.parquet"))
 
 
 def run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params):
@@ -183,19 +183,14 @@ def run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params):
                      search_alg=BasicVariantGenerator(points_to_evaluate=configs), num_samples=len(configs))
 
 
-def write_tables(frame, settings, tracker) -> None:
+def write_tables(frame, settings) -> None:
     from analysis.tables import write_introvae_tables
 
     paths = write_introvae_tables(frame, settings.out_dir)
-    if tracker:
-        tracker.log_artifacts(settings.out_dir, ("table_2d.*", "*.png", "results.parquet"))
-    counts = frame["status"].value_counts().to_dict()
-    print(f"\n{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
-    print(f"results: {settings.out_dir / 'results.parquet'}; tables and figures: "
-          f"{', '.join(p.name for p in paths)}")
     table = settings.out_dir / "table_2d.md"
     if table.exists():
         print(table.read_text())
+    print(f"tables and figures: {', '.join(p.name for p in paths)} in {settings.out_dir}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,18 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
+def optuna_asha_in_sweep(settings, max_t: int, grace_period: int, seed: int, **kwargs):
+    """optuna_asha with the study in OUT/<study>/<name>/optuna.db, checked and created before anything starts;
+    two trials at a time unless --max-concurrent-trials says otherwise (TPE learns between them)."""
+    from sweeps.runner import check_settings
+
+    check_settings(settings)  # before the Optuna study file is created
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    settings.max_concurrent_trials = settings.max_concurrent_trials or 2
+    return optuna_asha(settings.name, f"sqlite:///{settings.out_dir / 'optuna.db'}", max_t, grace_period, seed,
+                       **kwargs)
+
+
 def optuna_asha(
     study_name: str, storage_url: str, max_t: int, grace_period: int, seed: int, reduction_factor: int = 3,
     define_by_run=None, metric: str | None = None, mode: str | None = None,

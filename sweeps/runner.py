@@ -76,6 +76,19 @@ def connect_ray(address: str | None) -> None:
         ray.init(include_dashboard=False, log_to_driver=True)
 
 
+def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracker: SweepTracker | None,
+                 artifacts: tuple[str, ...]) -> int:
+    """Log the sweep's files to its parent run, print the summary; exit status 1 if any trial errored."""
+    if tracker:
+        tracker.log_artifacts(settings.out_dir, artifacts)
+    counts = frame["status"].value_counts().to_dict()
+    print(f"\n{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    print(f"results: {settings.out_dir / RESULTS_FILE}")
+    if tracker:
+        print(f"browse the runs: mlflow ui --backend-store-uri {tracker.uri}   (then open http://127.0.0.1:5000)")
+    return 0 if (frame["status"] != "error").all() else 1
+
+
 def run_sweep(
     settings: SweepSettings,
     trainable,

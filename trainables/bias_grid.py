@@ -8,19 +8,17 @@ training distribution, and in the last report the `eval/*` recovery metrics on t
 carries a checkpoint (model, optimiser, RNG states, step). A non-finite loss ends the trial with status 'diverged'.
 """
 import math
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from ray import tune
 
 from models.objectives import BetaElboConfig, beta_elbo
 from models.vae import MlpVae, MlpVaeConfig
 from trainables.config import ConfigError, Field, non_negative, positive, validate
 from trainables.data.biased_grid import BiasedGridStream, GridSpec, enumerated_test_set
 from trainables.metrics.recovery import PmiProtocol, pmi, recovery_scores
-from trainables.runtime import assigned_gpu_ids, quiet_ray_worker_logs, resolve_device, use_assigned_cpus
+from trainables.trial_loop import Diverged, report_until_done, trial_device
 
 STUDY = "bias_grid"
 HELDOUT_SEED = 2**31 - 1  # one held-out sample per bias, shared by all trials, so their val/* compare
@@ -65,12 +63,6 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(f"config key 'grid_size' must be <= 3 (the test set has 3^(n²) images), "
                           f"got {full['grid_size']}")
     return full
-
-
-class Diverged(RuntimeError):
-    def __init__(self, step: int):
-        super().__init__(f"non-finite loss at step {step}")
-        self.step = step
 
 
 class BiasGridRun:
@@ -191,29 +183,12 @@ class BiasGridRun:
 def train_bias_grid(config: dict) -> None:
     """Ray Tune function trainable for one (bias, β, seed) cell."""
     config = validate_config(config)
-    device = resolve_device(config["device"])
-    use_assigned_cpus()
-    quiet_ray_worker_logs()
+    device = trial_device(config["device"])
     run = BiasGridRun(config, device)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            run.restore(directory)
-    else:
-        run.measure_baseline()
-    context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids())}
-    while run.step < config["steps"]:
-        try:
-            metrics = run.train_interval(min(config["report_every"], config["steps"] - run.step))
-        except Diverged as diverged:
-            tune.report({**context, "step": diverged.step, "status": "diverged",
-                         "diverged_at_step": diverged.step, "eval/pmi_baseline": run.pmi_baseline})
-            return
-        metrics.update(run.validation())
-        finished = run.step >= config["steps"]
-        if finished:
-            metrics.update(run.evaluate())
-        metrics.update(context, step=run.step, status="completed" if finished else "running")
-        with tempfile.TemporaryDirectory() as directory:
-            run.save(directory)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    def evaluate(finished: bool) -> dict:
+        return {**run.validation(), **(run.evaluate() if finished else {})}
+
+    report_until_done(run, config["steps"], config["report_every"], device, evaluate,
+                      on_fresh_start=run.measure_baseline,
+                      on_divergence=lambda: {"eval/pmi_baseline": run.pmi_baseline})

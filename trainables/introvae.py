@@ -11,12 +11,10 @@ step. Every `report_every` iterations it reports `train/*` and the histogram met
 5,000 points each, so ASHA can compare trials at any rung); the final report adds gnELBO, mode usage, throughput per
 stage and the density image. A NaN/inf loss ends the trial with status 'diverged'.
 """
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from ray import tune
 
 from models.objectives import SoftIntroConfig, decoder_loss, encoder_loss, warmup_loss
 from models.priors import MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
@@ -24,7 +22,7 @@ from models.vae import MlpVae, MlpVaeConfig
 from trainables.config import ConfigError, Field, non_negative, positive, validate
 from trainables.data.toy2d import DATASETS, SQUARE_HALF_WIDTH, sample_2d
 from trainables.metrics import density2d
-from trainables.runtime import assigned_gpu_ids, quiet_ray_worker_logs, resolve_device, use_assigned_cpus
+from trainables.trial_loop import Diverged, report_until_done, trial_device
 
 STUDY = "introvae"
 CHECKPOINT_FILE = "state.pt"
@@ -103,12 +101,6 @@ def objective_config(config: dict) -> SoftIntroConfig:
                            sample_with_gradient=config["sample_with_gradient"])
 
 
-class Diverged(RuntimeError):
-    def __init__(self, iteration: int):
-        super().__init__(f"non-finite loss at iteration {iteration}")
-        self.iteration = iteration
-
-
 class IntroVaeRun:
     def __init__(self, config: dict, device: torch.device | str = "cpu"):
         self.config = config = validate_config(config)
@@ -121,7 +113,7 @@ class IntroVaeRun:
             self.model.prior = self._initial_prior()
         self.model.to(self.device)
         self.optimisers = {name: self._adam(module) for name, module in self._players().items()}
-        self.iteration = 0
+        self.step = 0
         self.timing = {"warmup_seconds": 0.0, "warmup_iterations": 0, "intro_seconds": 0.0, "intro_iterations": 0}
 
     # ---- construction -----------------------------------------------------------------------------------------
@@ -177,7 +169,7 @@ class IntroVaeRun:
             self.optimisers[name].step()
 
     def train_iteration(self) -> dict[str, torch.Tensor]:
-        c, it = self.config, self.iteration
+        c, it = self.config, self.step
         if c["prior"] == "vamp" and c["vamp_to_mog"] and not self.converted and it >= c["num_vae"] - VAMP_TO_MOG_BEFORE:
             self.convert_vamp_to_mog()
         x = self.sample_batch(c["batch_size"])
@@ -199,7 +191,7 @@ class IntroVaeRun:
             losses = (loss_e, loss_d)
         for optimiser in self.optimisers.values():
             optimiser.scheduler.step()
-        self.iteration += 1
+        self.step += 1
         metrics["finite"] = torch.stack([torch.isfinite(loss) for loss in losses]).all()
         return metrics
 
@@ -207,14 +199,14 @@ class IntroVaeRun:
         """Iterations with one host sync at the end; means of the stage's metrics as train/*. Raises Diverged."""
         self.model.train()
         parts = []
-        start, first = time.perf_counter(), self.iteration
+        start, first = time.perf_counter(), self.step
         for _ in range(num_iterations):
             parts.append(self.train_iteration())
         elapsed = time.perf_counter() - start
         finite = torch.stack([p.pop("finite") for p in parts])
         if not bool(finite.all()):
             raise Diverged(first + int((~finite).nonzero()[0]) + 1)
-        warmup = sum(1 for i in range(first, self.iteration) if i < self.config["num_vae"])
+        warmup = sum(1 for i in range(first, self.step) if i < self.config["num_vae"])
         self.timing["warmup_iterations"] += warmup
         self.timing["intro_iterations"] += num_iterations - warmup
         self.timing["warmup_seconds"] += elapsed * warmup / num_iterations
@@ -222,7 +214,7 @@ class IntroVaeRun:
         keys = parts[-1].keys()  # the stage the interval ended in
         means = {k: float(torch.stack([p[k] for p in parts if k in p]).mean()) for k in keys}
         return {**{f"train/{k}": v for k, v in means.items()}, "train/iterations_per_second": num_iterations / elapsed,
-                "train/stage": 1.0 if self.iteration <= self.config["num_vae"] else 2.0}
+                "train/stage": 1.0 if self.step <= self.config["num_vae"] else 2.0}
 
     # ---- evaluation -------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -275,7 +267,7 @@ class IntroVaeRun:
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "converted": self.converted, "iteration": self.iteration,
+        return {"model": self.model.state_dict(), "converted": self.converted, "step": self.step,
                 "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
                 "schedulers": {k: o.scheduler.state_dict() for k, o in self.optimisers.items()},
                 "generator": self.generator.get_state(), "timing": dict(self.timing),
@@ -292,7 +284,7 @@ class IntroVaeRun:
             optimiser.load_state_dict(state["optimisers"][name])
             optimiser.scheduler.load_state_dict(state["schedulers"][name])
         self.generator.set_state(state["generator"])
-        self.iteration = state["iteration"]
+        self.step = state["step"]
         self.timing = dict(state["timing"])
 
     def save(self, directory) -> None:
@@ -306,25 +298,10 @@ class IntroVaeRun:
 def train_introvae(config: dict) -> None:
     """Ray Tune function trainable for one Soft-IntroVAE run."""
     config = validate_config(config)
-    device = resolve_device(config["device"])
-    use_assigned_cpus()
-    quiet_ray_worker_logs()
+    device = trial_device(config["device"])
     run = IntroVaeRun(config, device)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            run.restore(directory)
-    context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids())}
-    while run.iteration < config["iterations"]:
-        try:
-            metrics = run.train_interval(min(config["report_every"], config["iterations"] - run.iteration))
-        except Diverged as diverged:
-            tune.report({**context, "step": diverged.iteration, "status": "diverged",
-                         "diverged_at_iteration": diverged.iteration})
-            return
-        finished = run.iteration >= config["iterations"]
-        metrics.update(run.evaluate_final() if finished else run.evaluate_histograms())
-        metrics.update(context, step=run.iteration, status="completed" if finished else "running")
-        with tempfile.TemporaryDirectory() as directory:
-            run.save(directory)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    def evaluate(finished: bool) -> dict:
+        return run.evaluate_final() if finished else run.evaluate_histograms()
+
+    report_until_done(run, config["iterations"], config["report_every"], device, evaluate)

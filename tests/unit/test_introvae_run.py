@@ -55,7 +55,7 @@ def test_non_finite_loss_raises_diverged():
     run = IntroVaeRun({**TINY, "learning_rate": 1e6, "num_vae": 5, "iterations": 200})
     with pytest.raises(Diverged) as raised:
         run.train_interval(200)
-    assert 1 <= raised.value.iteration <= 200
+    assert 1 <= raised.value.step <= 200
 
 
 def test_fixed_prior_does_not_move_in_stage_two():
