@@ -173,3 +173,28 @@ def decoder_loss(model, x: torch.Tensor, prior_noise: tuple, encoder_state: dict
     metrics = {"decoder_loss": loss.detach(), "prior_kl": prior_kl.detach(),
                "kl_rec_decoder": re_kl[:batch].mean().detach(), "kl_fake_decoder": re_kl[batch:].mean().detach()}
     return loss, metrics
+
+
+# ---- a population of β-VAEs (models/population.py) ---------------------------------------------------------------
+
+
+def population_beta_elbo(model, x: torch.Tensor, beta: torch.Tensor, likelihood_variance: torch.Tensor,
+                         eps: torch.Tensor, alive: torch.Tensor | None = None):
+    """beta_elbo for every member at once. x: (B, D) shared; beta, likelihood_variance, alive: (P,);
+    eps: (P or 1, B, d) reparameterisation noise (1: members share it, as lone models with one seed would).
+
+    Returns the sum of the members' batch-mean losses (each member's gradient is its own loss's) and per-member
+    metrics (P,). Members not `alive` (diverged) contribute nothing, so their NaNs stay theirs.
+    """
+    mu, logvar = model.encode(x)  # (P, B, d)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    x_hat = model.decode(z)  # (P, B, D)
+    sse = (x_hat - x).pow(2).sum(dim=-1)  # (P, B)
+    reconstruction = sse / (2.0 * likelihood_variance[:, None])
+    kl = model.prior.kl_from_posterior(mu, logvar)  # (P, B)
+    member_loss = (reconstruction + beta[:, None] * kl).mean(dim=-1)  # (P,)
+    if alive is not None:
+        member_loss = torch.where(alive, member_loss, torch.zeros_like(member_loss))
+    metrics = {"loss": member_loss.detach(), "reconstruction": reconstruction.mean(-1).detach(),
+               "kl": kl.mean(-1).detach(), "sse": sse.mean(-1).detach()}
+    return member_loss.sum(), metrics

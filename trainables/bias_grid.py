@@ -65,26 +65,72 @@ def validate_config(config: dict) -> dict:
     return full
 
 
+class BiasGridData:
+    """What every bias-grid run (one model or a population) draws on: the training stream and reparameterisation
+    noise of its seed, the held-out sample, the enumerated test set and the PMI protocol."""
+
+    def __init__(self, config: dict, device: torch.device | str):
+        self.config = config
+        self.device = torch.device(device)
+        self.spec = GridSpec(config["grid_size"], config["square_size"], config["noise_variance"])
+        self.stream = BiasedGridStream(config["bias"], self.spec, config["seed"], self.device,
+                                       config["train_set_size"])
+        self.noise = torch.Generator(device=self.device).manual_seed(config["seed"] + 1)
+        self._heldout: torch.Tensor | None = None
+        self._test_set = None
+
+    def new_model(self) -> MlpVae:
+        """A model initialised from the seed alone (so every model of one seed starts from the same weights)."""
+        c = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c["seed"])  # model initialisation only; training RNGs are explicit
+            return MlpVae(MlpVaeConfig(self.spec.num_pixels, c["latent_dim"], c["hidden_width"],
+                                       c["hidden_depth"])).to(self.device)
+
+    @property
+    def test_set(self):
+        if self._test_set is None:
+            self._test_set = enumerated_test_set(self.spec, self.device)
+        return self._test_set
+
+    @property
+    def heldout(self) -> torch.Tensor:
+        """A fixed sample of the training distribution, shared by all trials of this bias."""
+        if self._heldout is None:
+            heldout_stream = BiasedGridStream(self.config["bias"], self.spec, HELDOUT_SEED, self.device)
+            self._heldout = heldout_stream.sample(self.config["heldout_size"])[0]
+        return self._heldout
+
+    def heldout_noise(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(HELDOUT_SEED)
+
+    def pmi_generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.config["seed"])
+
+    def pmi_protocol(self) -> PmiProtocol:
+        c = self.config
+        return PmiProtocol(c["pmi_epochs"], c["pmi_batch_size"], c["pmi_learning_rate"])
+
+    def state_dict(self) -> dict:
+        return {"stream": self.stream.state_dict(), "noise": self.noise.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream.load_state_dict(state["stream"])
+        self.noise.set_state(state["noise"])
+
+
 class BiasGridRun:
     """Model, optimiser, data stream and RNGs of one trial; everything a checkpoint must hold."""
 
     def __init__(self, config: dict, device: torch.device | str = "cpu"):
         self.config = config = validate_config(config)
-        self.device = torch.device(device)
-        self.spec = GridSpec(config["grid_size"], config["square_size"], config["noise_variance"])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config["seed"])  # model initialisation only; training RNGs are explicit below
-            self.model = MlpVae(MlpVaeConfig(self.spec.num_pixels, config["latent_dim"], config["hidden_width"],
-                                             config["hidden_depth"])).to(self.device)
+        self.data = BiasGridData(config, device)
+        self.device = self.data.device
+        self.model = self.data.new_model()
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"])
         self.objective = BetaElboConfig(config["beta"], config["likelihood_variance"])
-        self.stream = BiasedGridStream(config["bias"], self.spec, config["seed"], self.device,
-                                       config["train_set_size"])
-        self.noise = torch.Generator(device=self.device).manual_seed(config["seed"] + 1)
         self.step = 0
         self.pmi_baseline = math.nan
-        self._heldout: torch.Tensor | None = None
-        self._test_set = None
 
     # ---- training -------------------------------------------------------------------------------------------
     def train_interval(self, num_steps: int) -> dict[str, float]:
@@ -93,8 +139,8 @@ class BiasGridRun:
         parts: list[dict[str, torch.Tensor]] = []
         start = time.perf_counter()
         for _ in range(num_steps):
-            loss, metrics = beta_elbo(self.model, self.stream.next_batch(self.config["batch_size"]),
-                                      self.objective, self.noise)
+            loss, metrics = beta_elbo(self.model, self.data.stream.next_batch(self.config["batch_size"]),
+                                      self.objective, self.data.noise)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             self.optimiser.step()
@@ -109,47 +155,31 @@ class BiasGridRun:
         return {**{f"train/{k}": v for k, v in means.items()}, "train/steps_per_second": num_steps / elapsed}
 
     # ---- evaluation -----------------------------------------------------------------------------------------
-    @property
-    def test_set(self):
-        if self._test_set is None:
-            self._test_set = enumerated_test_set(self.spec, self.device)
-        return self._test_set
-
     @torch.no_grad()
     def validation(self) -> dict[str, float]:
         """Negative ELBO (β = 1) and the trial's β-loss on a fixed held-out sample of its training distribution."""
-        if self._heldout is None:
-            heldout_stream = BiasedGridStream(self.config["bias"], self.spec, HELDOUT_SEED, self.device)
-            self._heldout = heldout_stream.sample(self.config["heldout_size"])[0]
         self.model.eval()
-        noise = torch.Generator(device=self.device).manual_seed(HELDOUT_SEED)
-        _, parts = beta_elbo(self.model, self._heldout, self.objective, noise)
+        _, parts = beta_elbo(self.model, self.data.heldout, self.objective, self.data.heldout_noise())
         return {
             "val/neg_elbo": float(parts["reconstruction"] + parts["kl"]),
             "val/loss": float(parts["loss"]),
             "val/kl": float(parts["kl"]),
         }
 
-    def _pmi_generator(self) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self.config["seed"])
-
-    def _pmi_protocol(self) -> PmiProtocol:
-        c = self.config
-        return PmiProtocol(c["pmi_epochs"], c["pmi_batch_size"], c["pmi_learning_rate"])
-
     @torch.no_grad()
     def measure_baseline(self) -> float:
         """PMI of this very model at its random initialisation (the write-up's reference point)."""
         self.model.eval()
-        mu, _ = self.model.encode(self.test_set.images)
-        self.pmi_baseline = pmi(mu, self.test_set.latents, self._pmi_generator(), self._pmi_protocol())
+        test_set = self.data.test_set
+        mu, _ = self.model.encode(test_set.images)
+        self.pmi_baseline = float(pmi(mu, test_set.latents, self.data.pmi_generator(), self.data.pmi_protocol()))
         return self.pmi_baseline
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
-        scores = recovery_scores(self.model.encode, self.model.decode, self.test_set, self._pmi_generator(),
-                                 self._pmi_protocol())
+        scores = recovery_scores(self.model.encode, self.model.decode, self.data.test_set, self.data.pmi_generator(),
+                                 self.data.pmi_protocol())
         return {**scores.as_metrics(), "eval/pmi_baseline": self.pmi_baseline,
                 "eval/collapsed": float(scores.active_dims == 0)}
 
@@ -158,8 +188,7 @@ class BiasGridRun:
         return {
             "model": self.model.state_dict(),
             "optimiser": self.optimiser.state_dict(),
-            "stream": self.stream.state_dict(),
-            "noise": self.noise.get_state(),
+            "data": self.data.state_dict(),
             "step": self.step,
             "pmi_baseline": self.pmi_baseline,
         }
@@ -167,8 +196,7 @@ class BiasGridRun:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
-        self.stream.load_state_dict(state["stream"])
-        self.noise.set_state(state["noise"])
+        self.data.load_state_dict(state["data"])
         self.step = state["step"]
         self.pmi_baseline = state["pmi_baseline"]
 
@@ -186,9 +214,9 @@ def train_bias_grid(config: dict) -> None:
     device = trial_device(config["device"])
     run = BiasGridRun(config, device)
 
-    def evaluate(finished: bool) -> dict:
-        return {**run.validation(), **(run.evaluate() if finished else {})}
+    def build_report(train: dict, finished: bool) -> dict:
+        return {**train, **run.validation(), **(run.evaluate() if finished else {})}
 
-    report_until_done(run, config["steps"], config["report_every"], device, evaluate,
+    report_until_done(run, config["steps"], config["report_every"], device, build_report,
                       on_fresh_start=run.measure_baseline,
                       on_divergence=lambda: {"eval/pmi_baseline": run.pmi_baseline})

@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Field:
     default: Any
-    kind: type  # int, float, str or bool
+    kind: type  # int, float, str, bool, or list (a non-empty list of numbers, kept as floats)
     doc: str
     check: Callable[[Any], bool] | None = None
     requirement: str = ""  # what `check` demands, for the error message
@@ -32,6 +32,10 @@ def non_negative(value) -> bool:
 
 
 def _coerce(key: str, value: Any, field: Field) -> Any:
+    if field.kind is list:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"config key '{key}' must be a non-empty list of numbers, got {value!r}")
+        return [_coerce(key, item, Field(None, float, field.doc)) for item in value]
     if field.kind is bool:
         if isinstance(value, bool):
             return value

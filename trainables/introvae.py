@@ -301,7 +301,7 @@ def train_introvae(config: dict) -> None:
     device = trial_device(config["device"])
     run = IntroVaeRun(config, device)
 
-    def evaluate(finished: bool) -> dict:
-        return run.evaluate_final() if finished else run.evaluate_histograms()
+    def build_report(train: dict, finished: bool) -> dict:
+        return {**train, **(run.evaluate_final() if finished else run.evaluate_histograms())}
 
-    report_until_done(run, config["iterations"], config["report_every"], device, evaluate)
+    report_until_done(run, config["iterations"], config["report_every"], device, build_report)

@@ -28,12 +28,14 @@ def trial_device(requested: str) -> torch.device:
 
 
 def report_until_done(run, total_steps: int, report_every: int, device: torch.device,
-                      evaluate: Callable[[bool], dict], on_fresh_start: Callable[[], None] | None = None,
+                      build_report: Callable[[object, bool], dict],
+                      on_fresh_start: Callable[[], None] | None = None,
                       on_divergence: Callable[[], dict] | None = None) -> None:
     """Train to `total_steps`, reporting (with a checkpoint) every `report_every` steps.
 
-    evaluate(finished) adds the metrics of each report; a divergence ends the trial with status 'diverged' and
-    the step, plus on_divergence()'s metrics. A restarted trial continues from its last checkpoint.
+    build_report(what train_interval returned, finished) makes each report's metrics; a Diverged ends the trial
+    with status 'diverged' and the step, plus on_divergence()'s metrics. A restarted trial continues from its last
+    checkpoint.
     """
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -44,13 +46,13 @@ def report_until_done(run, total_steps: int, report_every: int, device: torch.de
     context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids())}
     while run.step < total_steps:
         try:
-            metrics = run.train_interval(min(report_every, total_steps - run.step))
+            interval = run.train_interval(min(report_every, total_steps - run.step))
         except Diverged as diverged:
             tune.report({**context, **(on_divergence() if on_divergence else {}), "step": diverged.step,
                          "status": "diverged", "diverged_at_step": diverged.step})
             return
         finished = run.step >= total_steps
-        metrics.update(evaluate(finished))
+        metrics = build_report(interval, finished)
         metrics.update(context, step=run.step, status="completed" if finished else "running")
         with tempfile.TemporaryDirectory() as directory:
             run.save(directory)

@@ -26,23 +26,36 @@ class PmiProtocol:
 
 @dataclass(frozen=True)
 class RecoveryScores:
-    pmi: float  # MSE of the Adam-fitted map z_true -> ẑ (lower = better, 0 also when collapsed)
-    pmi_lstsq: float  # the same with the closed-form least-squares map (the optimum Adam approximates)
-    decoder_mse: float  # pixel MSE between G(z_true) and D(P(z_true)), P the Adam map
-    r2_true_to_learned: float  # R² of predicting ẑ from z_true (NaN when no learned latent varies)
-    r2_learned_to_true: float  # R² of predicting z_true from ẑ (0 for a constant encoder)
-    active_dims: int  # latents whose mean KL to N(0,1) over the test set exceeds 0.01 nats
-    mean_kl: float  # mean total KL over the test set (nats)
+    """Each field is a tensor with the models' batch shape: () for one model, (P,) for a population."""
+
+    pmi: torch.Tensor  # MSE of the Adam-fitted map z_true -> ẑ (lower = better, 0 also when collapsed)
+    pmi_lstsq: torch.Tensor  # the same with the closed-form least-squares map (the optimum Adam approximates)
+    decoder_mse: torch.Tensor  # pixel MSE between G(z_true) and D(P(z_true)), P the Adam map
+    r2_true_to_learned: torch.Tensor  # R² of predicting ẑ from z_true (NaN when no learned latent varies)
+    r2_learned_to_true: torch.Tensor  # R² of predicting z_true from ẑ (0 for a constant encoder)
+    active_dims: torch.Tensor  # latents whose mean KL to N(0,1) over the test set exceeds 0.01 nats
+    mean_kl: torch.Tensor  # mean total KL over the test set (nats)
 
     def as_metrics(self, prefix: str = "eval/") -> dict[str, float]:
+        """One model's scores as floats."""
         return {f"{prefix}{k}": float(v) for k, v in asdict(self).items()}
 
+    def member_metrics(self, prefix: str = "eval/") -> list[dict[str, float]]:
+        """A population's scores, one dict of floats per member."""
+        columns = {f"{prefix}{k}": v.tolist() for k, v in asdict(self).items()}
+        return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
-def pmi(learned: torch.Tensor, true_latents: torch.Tensor, generator: torch.Generator, protocol: PmiProtocol) -> float:
-    """PMI alone (used for the random-initialisation baseline)."""
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).pow(2).mean(dim=(-2, -1))  # (..., N, d) -> (...,)
+
+
+def pmi(learned: torch.Tensor, true_latents: torch.Tensor, generator: torch.Generator,
+        protocol: PmiProtocol) -> torch.Tensor:
+    """PMI alone (used for the random-initialisation baseline). learned (..., N, d) -> (...,)."""
     linear_map = fit_linear_adam(true_latents, learned, generator, protocol.epochs, protocol.batch_size,
                                  protocol.learning_rate)
-    return float((linear_map(true_latents) - learned).pow(2).mean())
+    return _mse(linear_map(true_latents), learned)
 
 
 @torch.no_grad()
@@ -53,20 +66,21 @@ def recovery_scores(
     generator: torch.Generator,
     protocol: PmiProtocol = PmiProtocol(),
 ) -> RecoveryScores:
-    """All recovery metrics for one model. `encode`: x (N, D) -> (mu, logvar) (N, d); `decode`: z (N, d) -> (N, D)."""
-    mu, logvar = encode(test_set.images)  # (N, d) each
+    """All recovery metrics. `encode`: x (N, D) -> (mu, logvar), each (..., N, d); `decode`: z (..., N, d) ->
+    (..., N, D). The leading dimensions are a population's members (none for a single model)."""
+    mu, logvar = encode(test_set.images)  # (..., N, d) each
     true_latents = test_set.latents  # (N, n²)
     adam_map = fit_linear_adam(true_latents, mu, generator, protocol.epochs, protocol.batch_size,
                                protocol.learning_rate)
     lstsq_map = fit_linear_lstsq(true_latents, mu)
     inverse_map = fit_linear_lstsq(mu, true_latents)
-    kl_per_dimension = StandardNormalPrior.kl_per_dimension(mu, logvar).mean(dim=0)  # (d,)
+    kl_per_dimension = StandardNormalPrior.kl_per_dimension(mu, logvar).mean(dim=-2)  # (..., d)
     return RecoveryScores(
-        pmi=float((adam_map(true_latents) - mu).pow(2).mean()),
-        pmi_lstsq=float((lstsq_map(true_latents) - mu).pow(2).mean()),
-        decoder_mse=float((decode(adam_map(true_latents)) - test_set.images).pow(2).mean()),
+        pmi=_mse(adam_map(true_latents), mu),
+        pmi_lstsq=_mse(lstsq_map(true_latents), mu),
+        decoder_mse=_mse(decode(adam_map(true_latents)), test_set.images),
         r2_true_to_learned=r2_score(lstsq_map(true_latents), mu),
         r2_learned_to_true=r2_score(inverse_map(mu), true_latents),
-        active_dims=int((kl_per_dimension > ACTIVE_DIMENSION_THRESHOLD_NATS).sum()),
-        mean_kl=float(kl_per_dimension.sum()),
+        active_dims=(kl_per_dimension > ACTIVE_DIMENSION_THRESHOLD_NATS).sum(dim=-1),
+        mean_kl=kl_per_dimension.sum(dim=-1),
     )

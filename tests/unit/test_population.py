@@ -1,0 +1,105 @@
+"""The population engine: members match lone models, the op count per step does not grow with P, a diverged
+member drops out alone, checkpoints continue bit-identically."""
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from trainables.bias_grid import BiasGridRun
+from trainables.bias_grid_population import BiasGridPopulationRun, member_config
+
+CONFIG = {"bias": 1.0, "seed": 3, "hidden_width": 32, "batch_size": 16, "steps": 30, "heldout_size": 128}
+BETAS = [0.1, 1.0, 4.0]
+
+
+def population(betas=BETAS, **overrides):
+    return BiasGridPopulationRun({**CONFIG, "betas": betas, **overrides})
+
+
+def lone(beta, **overrides):
+    return BiasGridRun(member_config({**CONFIG, **overrides, "betas": [beta]}, beta))
+
+
+def assert_same_model(a, b, atol=2e-5):
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(x, y, atol=atol, rtol=1e-4), name
+
+
+def test_members_train_like_lone_models_with_the_same_seed_and_data():
+    pop = population()
+    pop_train = pop.train_interval(30)
+    for p, beta in enumerate(BETAS):
+        alone = lone(beta)
+        alone_train = alone.train_interval(30)
+        assert_same_model(pop.model.member(p), alone.model)
+        assert pop_train[p]["train/loss"] == pytest.approx(alone_train["train/loss"], rel=1e-5)
+
+
+def test_batched_evaluation_matches_lone_evaluation():
+    pop = population()
+    pop.measure_baseline()
+    pop.train_interval(30)
+    evaluations = pop.evaluate()
+    validations = pop.validation()
+    for p, beta in enumerate(BETAS):
+        alone = lone(beta)
+        alone.measure_baseline()
+        alone.train_interval(30)
+        expected = alone.evaluate()
+        for key, value in expected.items():
+            assert evaluations[p][key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+        assert validations[p]["val/neg_elbo"] == pytest.approx(alone.validation()["val/neg_elbo"], rel=1e-5)
+
+
+class OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("size", [7, 21])
+def test_operations_per_step_do_not_grow_with_the_population(size):
+    def ops_per_step(betas):
+        run = population(betas)
+        run.train_interval(2)  # Adam's state exists from here on
+        with OpCounter() as counter:
+            run.train_interval(1)
+        return counter.count
+
+    single = ops_per_step([1.0])
+    assert ops_per_step([0.1 * (i + 1) for i in range(size)]) == single
+
+
+def test_a_diverged_member_drops_out_and_the_others_are_untouched():
+    pop = population([0.5, 1.0])
+    pop.beta[1] = float("inf")  # the second member's loss is infinite from its first step
+    members = pop.train_interval(30)
+    assert int(pop.diverged_at[1]) == 1 and int(pop.diverged_at[0]) == -1
+    alone = lone(0.5)
+    alone_train = alone.train_interval(30)
+    assert_same_model(pop.model.member(0), alone.model)
+    assert members[0]["train/loss"] == pytest.approx(alone_train["train/loss"], rel=1e-5)
+    pop.train_interval(5)  # goes on without it
+    assert int(pop.diverged_at[1]) == 1
+    assert all(torch.isfinite(v).all() for v in pop.model.state_dict().values())
+    assert len(pop.evaluate()) == 2  # the batched evaluation stays finite for the living member
+
+
+def test_population_checkpoint_continues_bit_identically(tmp_path):
+    straight = population()
+    straight.train_interval(15)
+    expected = straight.train_interval(15)
+    interrupted = population()
+    interrupted.train_interval(15)
+    interrupted.save(tmp_path)
+    resumed = population()
+    resumed.restore(tmp_path)
+    again = resumed.train_interval(15)
+    strip = lambda ms: [{k: v for k, v in m.items() if "per_second" not in k} for m in ms]  # noqa: E731
+    assert strip(again) == strip(expected)
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
