@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="grid: every cell at full budget (default); optuna: TPE + ASHA over learning rate, "
                              "width and batch size at one (bias, β), on held-out negative ELBO")
     add_search_arguments(search)
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--population-size", type=int, default=None,
+                        help="models trained together per trial (population engine): the grid's β of one (bias, "
+                             "seed) are split into populations of this size (default: all β, one trial per grid "
+                             "row); 1: one model per trial")
     add_common_arguments(parser)
     return parser
 
@@ -98,6 +103,8 @@ def main(argv=None) -> int:
 
     from sweeps.runner import finish_sweep, run_sweep
     from trainables.bias_grid import train_bias_grid, validate_config
+    from trainables.bias_grid_population import train_bias_grid_population
+    from trainables.bias_grid_population import validate_config as validate_population
 
     if args.search == "optuna":
         if len(biases) != 1 or len(betas) != 1 or len(seeds) != 1:
@@ -112,11 +119,17 @@ def main(argv=None) -> int:
     for candidate in candidates:  # every trial's config is checked before anything starts
         validate_config(candidate)
     full = validate_config(candidates[0])
+    population_size = len(betas) if args.population_size is None else args.population_size
+    if population_size < 1:
+        raise SweepError(f"--population-size must be >= 1, got {population_size}")
+    populations = [list(betas[i:i + population_size]) for i in range(0, len(betas), population_size)]
+    use_population = args.search == "grid" and population_size > 1
 
     sweep_params = {"preset": args.preset, "search": args.search, "biases": list(biases), "betas": list(betas),
-                    "seeds": list(seeds), **{f"trial.{k}": v for k, v in base.items()}}
-    settings = settings_from_args(args, STUDY, {"priorsweep.preset": args.preset,
-                                                "priorsweep.search": args.search})
+                    "seeds": list(seeds), "population_size": population_size if use_population else 1,
+                    **{f"trial.{k}": v for k, v in base.items()}}
+    settings = settings_from_args(args, STUDY, {"priorsweep.preset": args.preset, "priorsweep.search": args.search,
+                                                "priorsweep.engine": "population" if use_population else "single"})
     if args.search == "optuna":
         from sweeps.optuna_search import optuna_asha_in_sweep
 
@@ -131,10 +144,15 @@ def main(argv=None) -> int:
         report_search(frame, settings)
         artifacts = ("results.parquet",)
     else:
-        param_space = {**base, "bias": tune.grid_search(list(biases)), "beta": tune.grid_search(list(betas)),
-                       "seed": tune.grid_search(list(seeds))}
-        frame, tracker = run_sweep(settings, train_bias_grid, param_space, trial_label, len(candidates),
-                                   sweep_params)
+        axes = {"bias": tune.grid_search(list(biases)), "seed": tune.grid_search(list(seeds))}
+        if use_population:  # one trial per (bias, seed, group of β): a grid row on one device
+            for members in populations:
+                validate_population({**base, "bias": biases[0], "seed": seeds[0], "betas": members})
+            trainable = train_bias_grid_population
+            param_space = {**base, **axes, "betas": tune.grid_search(populations)}
+        else:
+            trainable, param_space = train_bias_grid, {**base, **axes, "beta": tune.grid_search(list(betas))}
+        frame, tracker = run_sweep(settings, trainable, param_space, trial_label, len(candidates), sweep_params)
         report_grid(frame, settings)
         artifacts = ("heatmap_*.png", "summary.*", "results.parquet")
     return finish_sweep(frame, settings, tracker, artifacts)

@@ -19,7 +19,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
+from sweeps.cells import trial_cells
 from sweeps.errors import TrackingError
+from sweeps.results_table import cell_status
 
 logger = logging.getLogger(__name__)
 
@@ -142,42 +144,43 @@ class MlflowTrialCallback(Callback):
             if trial_id:
                 self.run_ids[trial_id] = run.info.run_id
 
-    def child_run(self, trial) -> str:
-        if trial.trial_id not in self.run_ids:
+    def child_run(self, cell_id: str, config: dict) -> str:
+        if cell_id not in self.run_ids:
             run = self.client.create_run(
                 self.tracker.experiment_id,
-                run_name=self.trial_label(trial.config),
-                tags={"mlflow.parentRunId": self.tracker.parent_run_id, TRIAL_ID_TAG: trial.trial_id,
-                      STATUS_TAG: "running"},
+                run_name=self.trial_label(config),
+                tags={"mlflow.parentRunId": self.tracker.parent_run_id, TRIAL_ID_TAG: cell_id, STATUS_TAG: "running"},
             )
-            self.run_ids[trial.trial_id] = run.info.run_id
-            params = [Param(k, v) for k, v in flatten_params(trial.config).items()]
+            self.run_ids[cell_id] = run.info.run_id
+            params = [Param(k, v) for k, v in flatten_params(config).items()]
             for start in range(0, len(params), 100):  # log_batch takes at most 100 params per call
                 self.client.log_batch(run.info.run_id, params=params[start:start + 100])
-        return self.run_ids[trial.trial_id]
+        return self.run_ids[cell_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.child_run(trial)
+        for cell_id, config, _ in trial_cells(trial.trial_id, trial.config, None):
+            self.child_run(cell_id, config)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self.child_run(trial)
-        step = int(result.get("step", result.get("training_iteration", 0)))
         timestamp = int(time.time() * 1000)
-        metrics = [Metric(k, v, timestamp, step) for k, v in numeric_metrics(result).items() if not math.isinf(v)]
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        for cell_id, config, metrics in trial_cells(trial.trial_id, trial.config, result):
+            step = int(metrics.get("step", metrics.get("training_iteration", 0)))
+            batch = [Metric(k, v, timestamp, step) for k, v in numeric_metrics(metrics).items() if not math.isinf(v)]
+            if batch:
+                self.client.log_batch(self.child_run(cell_id, config), metrics=batch)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        status = "pruned" if trial.trial_id in self.early_stopped else trial.last_result.get("status", "completed")
-        self._end(trial, status, "FINISHED")
+        self._end(trial, errored=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trial, "error", "FAILED")
+        self._end(trial, errored=True)
 
-    def _end(self, trial, status: str, mlflow_status: str) -> None:
-        run_id = self.child_run(trial)
-        self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status)])
-        self.client.set_terminated(run_id, status=mlflow_status)
+    def _end(self, trial, errored: bool) -> None:
+        for cell_id, config, metrics in trial_cells(trial.trial_id, trial.config, trial.last_result):
+            run_id = self.child_run(cell_id, config)
+            status = cell_status(trial, metrics, self.early_stopped, errored)
+            self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status)])
+            self.client.set_terminated(run_id, status="FAILED" if errored else "FINISHED")
 
 
 def write_sweep_record(path: Path, record: dict) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import Callback
 
+from sweeps.cells import trial_cells
+
 RESULTS_FILE = "results.parquet"
 TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/", "plot/")  # plot/*: small arrays for figures
 # the figures a progress line shows, where the study reports them
@@ -15,23 +17,23 @@ HEADLINE_KEYS = ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val
                  "eval/gnelbo", "eval/active_modes")
 
 
-def trial_status(trial, early_stopped, errored: bool) -> str:
+def cell_status(trial, metrics: dict, early_stopped, errored: bool) -> str:
     """completed | diverged | pruned (stopped early by the scheduler) | error."""
     if errored:
         return "error"
     if trial.trial_id in early_stopped:
         return "pruned"
-    return (trial.last_result or {}).get("status", "completed")
+    return metrics.get("status", "completed")
 
 
-def trial_row(trial, status: str, study: str, sweep: str, mlflow_run_id: str | None) -> dict:
-    result = trial.last_result or {}
-    row = {"study": study, "sweep": sweep, "trial_id": trial.trial_id, "status": status,
-           "mlflow_run_id": mlflow_run_id or "", "wall_time_s": float(result.get("time_total_s", math.nan)),
-           "step": result.get("step", 0), "diverged_at_step": result.get("diverged_at_step", -1),
-           "device": result.get("device", ""), "gpu_ids": result.get("gpu_ids", "")}
-    row.update({k: v for k, v in trial.config.items() if not isinstance(v, dict)})
-    row.update({k: v for k, v in result.items() if k.startswith(TABLE_METRIC_PREFIXES)})
+def cell_row(cell_id: str, config: dict, metrics: dict, status: str, study: str, sweep: str,
+             mlflow_run_id: str | None) -> dict:
+    row = {"study": study, "sweep": sweep, "trial_id": cell_id, "status": status,
+           "mlflow_run_id": mlflow_run_id or "", "wall_time_s": float(metrics.get("time_total_s", math.nan)),
+           "step": metrics.get("step", 0), "diverged_at_step": metrics.get("diverged_at_step", -1),
+           "device": metrics.get("device", ""), "gpu_ids": metrics.get("gpu_ids", "")}
+    row.update({k: v for k, v in config.items() if not isinstance(v, dict)})
+    row.update({k: v for k, v in metrics.items() if k.startswith(TABLE_METRIC_PREFIXES)})
     return row
 
 
@@ -63,16 +65,20 @@ class ResultsTableCallback(Callback):
         self._record(trial, errored=True)
 
     def _record(self, trial, errored: bool) -> None:
-        status = trial_status(trial, self.early_stopped, errored)
-        row = trial_row(trial, status, self.study, self.sweep, self.run_ids.get(trial.trial_id))
-        self.rows[trial.trial_id] = row
+        for cell_id, config, metrics in trial_cells(trial.trial_id, trial.config, trial.last_result):
+            status = cell_status(trial, metrics, self.early_stopped, errored)
+            row = cell_row(cell_id, config, metrics, status, self.study, self.sweep, self.run_ids.get(cell_id))
+            self.rows[cell_id] = row
+            self._print(row, config)
         write_table(list(self.rows.values()), self.path)
+
+    def _print(self, row: dict, config: dict) -> None:
         headline = ", ".join(f"{k.removeprefix('eval/')} {row[k]:.4g}" for k in
                              HEADLINE_KEYS if isinstance(row.get(k), (int, float)))
         elapsed, done = time.time() - self.started, len(self.rows)
-        rate = elapsed / max(1, done - self.resumed_rows)  # seconds per trial finished by this run
+        rate = elapsed / max(1, done - self.resumed_rows)  # seconds per cell finished by this run
         left = f", ~{rate * (self.total - done) / 60:.1f} min left" if done < self.total else ""
-        print(f"[{done}/{self.total} done, {elapsed:.0f} s{left}] {self.label(trial.config)}: {status}"
+        print(f"[{done}/{self.total} done, {elapsed:.0f} s{left}] {self.label(config)}: {row['status']}"
               f"{' — ' + headline if headline else ''} ({row['wall_time_s']:.1f} s)", flush=True)
 
     def frame(self) -> pd.DataFrame:

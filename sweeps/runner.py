@@ -82,7 +82,7 @@ def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracker: SweepTra
     if tracker:
         tracker.log_artifacts(settings.out_dir, artifacts)
     counts = frame["status"].value_counts().to_dict()
-    print(f"\n{len(frame)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    print(f"\n{len(frame)} results ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     print(f"results: {settings.out_dir / RESULTS_FILE}")
     if tracker:
         print(f"browse the runs: mlflow ui --backend-store-uri {tracker.uri}   (then open http://127.0.0.1:5000)")

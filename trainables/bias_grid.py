@@ -152,7 +152,9 @@ class BiasGridRun:
             raise Diverged(self.step + int(bad[0]) + 1)
         self.step += num_steps
         means = {key: float(torch.stack([p[key] for p in parts]).mean()) for key in parts[0]}
-        return {**{f"train/{k}": v for k, v in means.items()}, "train/steps_per_second": num_steps / elapsed}
+        rate = num_steps / elapsed
+        return {**{f"train/{k}": v for k, v in means.items()}, "train/steps_per_second": rate,
+                "train/model_steps_per_second": rate}  # one model: the population engine reports P× this
 
     # ---- evaluation -----------------------------------------------------------------------------------------
     @torch.no_grad()

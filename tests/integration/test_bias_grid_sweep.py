@@ -78,3 +78,19 @@ def test_resume_of_a_finished_sweep_adds_nothing(smoke_sweep, local_ray):
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("bias_grid")
     assert len(client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''")) == 4
+
+
+def test_both_engines_give_the_same_table(smoke_sweep, tmp_path):
+    """The smoke sweep ran on the population engine (the default); one model per trial gives the same cells, the
+    same columns and the same numbers (to float tolerance): analysis cannot tell which engine ran."""
+    _, out, _ = smoke_sweep
+    assert bias_grid_main(["--preset", "smoke", "--name", "single", "--population-size", "1", "--out",
+                           str(tmp_path), "--no-mlflow"]) == 0
+    single = pd.read_parquet(tmp_path / "bias_grid" / "single" / "results.parquet")
+    population = pd.read_parquet(out / "results.parquet")
+    assert set(single.columns) == set(population.columns)
+    key = ["bias", "beta", "seed"]
+    single, population = (t.sort_values(key).reset_index(drop=True) for t in (single, population))
+    pd.testing.assert_frame_equal(single[key], population[key])
+    for metric in ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo", "train/loss"):
+        assert single[metric].to_numpy() == pytest.approx(population[metric].to_numpy(), rel=2e-3), metric

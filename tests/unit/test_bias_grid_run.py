@@ -13,14 +13,14 @@ def test_restored_run_continues_bit_identically(tmp_path):
     second = straight.train_interval(20)
 
     interrupted = BiasGridRun(CONFIG)
-    assert interrupted.train_interval(20) == {**first, "train/steps_per_second": pytest.approx(0, abs=1e9)}
+    strip = lambda m: {k: v for k, v in m.items() if "per_second" not in k}  # noqa: E731
+    assert strip(interrupted.train_interval(20)) == strip(first)
     interrupted.save(tmp_path)
     resumed = BiasGridRun(CONFIG)  # a fresh process would build exactly this, then restore
     resumed.restore(tmp_path)
     assert resumed.step == 20
     again = resumed.train_interval(20)
 
-    strip = lambda m: {k: v for k, v in m.items() if k != "train/steps_per_second"}  # noqa: E731
     assert strip(again) == strip(second)
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items(),
                                  strict=True):
