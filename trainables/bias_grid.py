@@ -18,6 +18,7 @@ from models.vae import MlpVae, MlpVaeConfig
 from trainables.config import ConfigError, Field, non_negative, positive, validate
 from trainables.data.biased_grid import BiasedGridStream, GridSpec, enumerated_test_set
 from trainables.metrics.recovery import PmiProtocol, pmi, recovery_scores
+from trainables.optim import adam
 from trainables.trial_loop import Diverged, report_until_done, trial_device
 
 STUDY = "bias_grid"
@@ -127,7 +128,7 @@ class BiasGridRun:
         self.data = BiasGridData(config, device)
         self.device = self.data.device
         self.model = self.data.new_model()
-        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"])
+        self.optimiser = adam(self.model.parameters(), config["learning_rate"])
         self.objective = BetaElboConfig(config["beta"], config["likelihood_variance"])
         self.step = 0
         self.pmi_baseline = math.nan

@@ -22,6 +22,7 @@ from trainables.bias_grid import STUDY, BiasGridData
 from trainables.bias_grid import validate_config as validate_single
 from trainables.config import Field, validate
 from trainables.metrics.recovery import pmi, recovery_scores
+from trainables.optim import adam
 from trainables.trial_loop import report_until_done, trial_device
 
 CHECKPOINT_FILE = "population.pt"
@@ -50,7 +51,7 @@ class BiasGridPopulationRun:
         self.device = self.data.device
         size = len(config["betas"])
         self.model = PopulationMlpVae.from_members([self.data.new_model() for _ in range(size)]).to(self.device)
-        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"])
+        self.optimiser = adam(self.model.parameters(), config["learning_rate"])
         self.beta = torch.tensor(config["betas"], device=self.device)  # (P,)
         self.likelihood_variance = torch.full((size,), config["likelihood_variance"], device=self.device)
         self.diverged_at = torch.full((size,), -1, dtype=torch.long)  # step of the first non-finite loss, or -1

@@ -22,6 +22,7 @@ from models.vae import MlpVae, MlpVaeConfig
 from trainables.config import ConfigError, Field, non_negative, positive, validate
 from trainables.data.toy2d import DATASETS, SQUARE_HALF_WIDTH, sample_2d
 from trainables.metrics import density2d
+from trainables.optim import adam
 from trainables.trial_loop import Diverged, report_until_done, trial_device
 
 STUDY = "introvae"
@@ -142,7 +143,7 @@ class IntroVaeRun:
 
     def _adam(self, module) -> torch.optim.Adam:
         parameters = [p for p in module.parameters() if p.requires_grad]
-        optimiser = torch.optim.Adam(parameters, lr=self.config["learning_rate"], betas=(0.9, 0.999))
+        optimiser = adam(parameters, self.config["learning_rate"], betas=(0.9, 0.999))
         optimiser.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimiser, milestones=_milestones(self.config["lr_milestones"]), gamma=0.1)
         return optimiser
