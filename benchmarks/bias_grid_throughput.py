@@ -16,36 +16,13 @@ from pathlib import Path
 
 import ray
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from measure import OpCounter, dense_matmul_peak
 from torch.utils.flop_counter import FlopCounterMode
 
 from sweeps.bias_grid import main as bias_grid_main
 from trainables.bias_grid_population import BiasGridPopulationRun
 
 BETAS = ["0.1", "0.25", "0.5", "1", "2", "4", "8"]
-
-
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def dense_matmul_peak(threads: int) -> float:
-    torch.set_num_threads(threads)
-    best = 0.0
-    for n in (1024, 2048, 4096):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        for _ in range(2):
-            start = time.perf_counter()
-            a @ b
-            best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def population_step_profile(width: int, size: int) -> tuple[float, int]:
@@ -74,7 +51,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--biases", nargs="+", default=["0", "5"])
     args = parser.parse_args()
-    peak = dense_matmul_peak(threads=2)
+    torch.set_num_threads(2)
+    peak = dense_matmul_peak(sizes=(1024, 2048, 4096), tries=2)
     torch.set_num_threads(1)
     print(f"dense fp32 matmul peak, 2 threads (n = 1024…4096): {peak:.0f} GFLOP/s\n")
     print("| P | aten ops per population step (width 256) |\n|---:|---:|")

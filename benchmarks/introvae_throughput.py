@@ -12,6 +12,7 @@ import argparse
 import time
 
 import torch
+from measure import dense_matmul_peak
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -50,19 +51,6 @@ def flops_per_iteration(run: IntroVaeRun) -> float:
     with FlopCounterMode(display=False) as counter:
         run.train_interval(1)
     return float(counter.get_total_flops())
-
-
-def dense_matmul_peak() -> float:
-    """GFLOP/s of large square fp32 matmuls (n = 1024, 2048), the best of a few tries, with this thread count."""
-    best = 0.0
-    for n in (1024, 2048):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        for _ in range(3):
-            start = time.perf_counter()
-            a @ b
-            best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def stage_runs(prior: str) -> tuple[IntroVaeRun, IntroVaeRun]:
