@@ -285,7 +285,7 @@ class IntroVaeRun:
             optimiser.load_state_dict(state["optimisers"][name])
             optimiser.scheduler.load_state_dict(state["schedulers"][name])
         self.generator.set_state(state["generator"])
-        self.step = state["step"]
+        self.step = state["step"] if "step" in state else state["iteration"]  # checkpoints before 2026-11-22 09:00
         self.timing = dict(state["timing"])
 
     def save(self, directory) -> None:
