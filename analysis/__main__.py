@@ -1,6 +1,7 @@
-"""python -m analysis heatmaps|tables --results DIR   (or --mlflow-uri URI [--experiment NAME] [--sweep NAME])
+"""python -m analysis heatmaps|tables|report|sync …
 
-heatmaps: the β × bias study's heatmaps; tables: the Soft-IntroVAE 2D table (dataset × prior) and density grid.
+heatmaps: the β × bias study's heatmaps; tables: the Soft-IntroVAE 2D table (dataset × prior) and density grid;
+report: a sweep's self-contained report.html; sync: fill MLflow with what a sweep's journal holds and MLflow lacks.
 """
 import argparse
 import sys
@@ -35,6 +36,19 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--sweep", help="sweep name in MLflow (default: the newest)")
         command.add_argument("--out", type=Path, help="where to write (default: the results directory, or "
                              f"results/{experiment}/<sweep> for MLflow)")
+    report = commands.add_parser(
+        "report", help="a sweep's self-contained report.html (figures, tables, settings, links to MLflow runs)",
+        description="Writes DIR/report.html from the sweep's results directory and logs it to the sweep's parent "
+                    "run (on --mlflow-uri, else the URI the sweep used; skipped with a warning if unreachable).")
+    report.add_argument("--results", type=Path, required=True, help="the sweep's results directory")
+    report.add_argument("--mlflow-uri", help="tracking URI holding the parent run (default: the sweep's)")
+    sync = commands.add_parser(
+        "sync", help="backfill MLflow from a sweep's results directory (after the server dropped, or --no-mlflow)",
+        description="Replays the sweep's tracking journal (tracking.jsonl) into MLflow: creates the runs that are "
+                    "missing and adds only the params, metric points (by key and step), statuses and artifacts "
+                    "MLflow lacks, so nothing is missing and nothing is duplicated; safe to run again.")
+    sync.add_argument("--results", type=Path, required=True, help="the sweep's results directory")
+    sync.add_argument("--mlflow-uri", required=True, help="tracking URI to fill, e.g. http://127.0.0.1:5000")
     return parser
 
 
@@ -65,10 +79,46 @@ def tables_command(args) -> None:
         print((Path(out) / "table_2d.md").read_text())
 
 
+def report_command(args) -> None:
+    from analysis.load import read_sweep_record
+    from analysis.report import write_report
+
+    if not (args.results / "sweep.json").exists():
+        raise ResultsError(f"no sweep record (sweep.json) in {args.results}: not a sweep's results directory")
+    path = write_report(args.results)
+    print(f"report: {path}")
+    record = read_sweep_record(args.results)
+    uri = args.mlflow_uri or record.get("mlflow_uri")
+    if uri and record.get("parent_run_id"):
+        from mlflow.tracking import MlflowClient
+
+        try:
+            MlflowClient(tracking_uri=uri).log_artifact(record["parent_run_id"], str(path))
+            print(f"logged to the parent run {record['parent_run_id']} at {uri}")
+        except Exception as error:
+            print(f"warning: report not logged to MLflow at {uri}: {str(error).splitlines()[0][:200]}",
+                  file=sys.stderr)
+
+
+def sync_command(args) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from analysis.sync import sync_sweep
+
+    print(f"syncing {args.results} into {args.mlflow_uri}")
+    try:
+        counts = sync_sweep(args.results, args.mlflow_uri)
+    except MlflowException as error:  # unreachable server, refused database: one line, not a traceback
+        raise ResultsError(f"MLflow at {args.mlflow_uri}: {str(error).splitlines()[0][:300]}") from None
+    print(f"added: {counts}" if counts.total else "MLflow already held everything; nothing added")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"heatmaps": heatmaps_command, "tables": tables_command, "report": report_command,
+                "sync": sync_command}
     try:
-        {"heatmaps": heatmaps_command, "tables": tables_command}[args.command](args)
+        commands[args.command](args)
     except ResultsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,12 +1,13 @@
-"""Load a sweep's results as one DataFrame (one row per trial), from its Parquet file or from MLflow."""
+"""Load a sweep's results as one DataFrame (one row per trial), from its Parquet file or from MLflow, and its
+record (`sweep.json`: name, study, storage, tracking URI, parent run, command, settings)."""
+import json
+import os
 from pathlib import Path
 
 import pandas as pd
 
 RESULTS_FILE = "results.parquet"
-TRIAL_ID_TAG = "priorsweep.trial_id"
-STATUS_TAG = "priorsweep.status"
-SWEEP_TAG = "priorsweep.sweep"
+SWEEP_RECORD = "sweep.json"
 
 
 class ResultsError(RuntimeError):
@@ -21,6 +22,19 @@ def load_parquet(results_dir: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def read_sweep_record(results_dir: Path) -> dict:
+    path = Path(results_dir) / SWEEP_RECORD
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_sweep_record(results_dir: Path, record: dict) -> None:
+    """Atomic (temp file + rename), like the results table."""
+    path = Path(results_dir) / SWEEP_RECORD
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    os.replace(temporary, path)
+
+
 def _number_or_text(value: str):
     for cast in (int, float):
         try:
@@ -33,6 +47,8 @@ def _number_or_text(value: str):
 def load_mlflow(uri: str, experiment: str, sweep: str | None = None) -> pd.DataFrame:
     """Child runs of one sweep (the newest sweep of the experiment unless `sweep` names one) as a results table."""
     from mlflow.tracking import MlflowClient
+
+    from analysis.mlflow_runs import STATUS_TAG, SWEEP_TAG, TRIAL_ID_TAG
 
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)

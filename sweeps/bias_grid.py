@@ -138,9 +138,10 @@ def main(argv=None) -> int:
         searcher, scheduler, ledger = optuna_asha_in_sweep(settings, max_t=reports,
                                                            grace_period=max(1, reports // 4), seed=args.search_seed)
         param_space = {**base, "bias": biases[0], "beta": betas[0], "seed": seeds[0], **space}
-        frame, tracker = run_sweep(settings, train_bias_grid, param_space, trial_label, num_samples, sweep_params,
-                                   search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
-                                   metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples)
+        frame, tracking = run_sweep(settings, train_bias_grid, param_space, trial_label, num_samples, sweep_params,
+                                    search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
+                                    metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples,
+                                    full_config=validate_config)
         report_search(frame, settings)
         artifacts = ("results.parquet",)
     else:
@@ -152,10 +153,11 @@ def main(argv=None) -> int:
             param_space = {**base, **axes, "betas": tune.grid_search(populations)}
         else:
             trainable, param_space = train_bias_grid, {**base, **axes, "beta": tune.grid_search(list(betas))}
-        frame, tracker = run_sweep(settings, trainable, param_space, trial_label, len(candidates), sweep_params)
+        frame, tracking = run_sweep(settings, trainable, param_space, trial_label, len(candidates), sweep_params,
+                                    full_config=validate_config)
         report_grid(frame, settings)
         artifacts = ("heatmap_*.png", "summary.*", "results.parquet")
-    return finish_sweep(frame, settings, tracker, artifacts)
+    return finish_sweep(frame, settings, tracking, artifacts)
 
 
 def report_grid(frame, settings) -> None:

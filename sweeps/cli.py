@@ -31,7 +31,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     tracking = parser.add_argument_group("tracking")
     tracking.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
                           help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    tracking.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (Parquet only)")
+    tracking.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (results, figures and the "
+                          "tracking journal still go to OUT; `python -m analysis sync` can fill a server later)")
+    tracking.add_argument("--log-checkpoints", action="store_true", help="also log each trial's last checkpoint "
+                          "to the sweep's parent run (checkpoints/<trial id>/); off by default: they are large")
 
 
 def add_search_arguments(group) -> None:
@@ -73,7 +76,7 @@ def settings_from_args(args, study: str, tags: dict):
         study=study, name=name, out_dir=out_dir, storage=storage, address=args.address,
         mlflow_uri=None if args.no_mlflow else args.mlflow_uri, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, resume=args.resume, max_failures=args.max_failures,
-        max_concurrent_trials=args.max_concurrent_trials, tags=tags,
+        max_concurrent_trials=args.max_concurrent_trials, log_checkpoints=args.log_checkpoints, tags=tags,
     )
 
 

@@ -147,18 +147,25 @@ def main(argv=None) -> int:
         searcher, scheduler, ledger = optuna_asha_in_sweep(
             settings, max_t=reports, grace_period=grace, seed=args.search_seed,
             define_by_run=DefineByRunSpace(priors, constants), metric=SEARCH_METRIC, mode=SEARCH_MODE)
-        frame, tracker = run_sweep(settings, train_introvae, {}, trial_label, num_samples, sweep_params,
-                                   search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
-                                   metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples)
+        frame, tracking = run_sweep(settings, train_introvae, {}, trial_label, num_samples, sweep_params,
+                                    search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
+                                    metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples,
+                                    full_config=validate_config)
     else:
         space = {**base, **{k: tune.grid_search(v) for k, v in axes.items()}}
         if args.search == "grid":
             space.update({k: tune.grid_search(list(v)) for k, v in BETA_GRID.items()}, seed=seeds[0])
-        frame, tracker = run_sweep(settings, train_introvae, space, trial_label, len(cells), sweep_params)
-        if args.search == "grid" and len(seeds) > 1:
-            frame, tracker = run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params)
+        frame, tracking = run_sweep(settings, train_introvae, space, trial_label, len(cells), sweep_params,
+                                    full_config=validate_config)
+        if args.search == "grid" and len(seeds) > 1:  # phase 1 is a sweep of its own, with its own report
+            write_tables(frame, settings)
+            finish_sweep(frame, settings, tracking, SWEEP_ARTIFACTS)
+            settings, (frame, tracking) = run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params)
     write_tables(frame, settings)
-    return finish_sweep(frame, settings, tracker, ("table_2d.*", "*.png", "results.parquet"))
+    return finish_sweep(frame, settings, tracking, SWEEP_ARTIFACTS)
+
+
+SWEEP_ARTIFACTS = ("table_2d.*", "*.png", "results.parquet")  # the parent run's files (report.html added)
 
 
 def run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params):
@@ -168,7 +175,7 @@ def run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params):
     from ray.tune.search import BasicVariantGenerator
 
     from sweeps.runner import run_sweep
-    from trainables.introvae import train_introvae
+    from trainables.introvae import train_introvae, validate_config
 
     done = frame[frame["status"] == "completed"]
     if done.empty:
@@ -179,8 +186,9 @@ def run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params):
     print(f"\nbest β settings of {len(best)} dataset × prior cells, now with seeds {list(seeds)}")
     seeds_settings = replace(settings, name=settings.name + "-seeds",
                              out_dir=settings.out_dir.with_name(settings.out_dir.name + "-seeds"))
-    return run_sweep(seeds_settings, train_introvae, {}, trial_label, len(configs), sweep_params,
-                     search_alg=BasicVariantGenerator(points_to_evaluate=configs), num_samples=len(configs))
+    return seeds_settings, run_sweep(seeds_settings, train_introvae, {}, trial_label, len(configs), sweep_params,
+                                     search_alg=BasicVariantGenerator(points_to_evaluate=configs),
+                                     num_samples=len(configs), full_config=validate_config)
 
 
 def write_tables(frame, settings) -> None:

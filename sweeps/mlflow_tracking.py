@@ -1,11 +1,13 @@
-"""Driver-side MLflow tracking: one parent run per sweep, one nested child run per trial.
+"""Driver-side tracking: one parent run per sweep, one nested child run per cell, a journal of it all on disk.
 
-Runs as a Ray Tune callback in the driver (MLflow calls made inside trainables would not reach these runs). Each
-result goes out as one `log_batch` call (not one call per metric); only namespaced metrics (`train/…`, `val/…`,
-`eval/…`) are logged, at the trial's own `step`, so no pid/timestamp/config noise reaches the UI.
+`TrialTrackingCallback` runs in the driver (MLflow calls made inside trainables would not reach these runs). For
+every trial event it appends a line to the sweep's journal (`tracking.jsonl`, analysis/journal.py) and queues the
+same write for the background `MlflowWriter`, so a result costs the sweep a file append and a queue put, never a
+round trip to the server; the journal is what `python -m analysis sync` replays when the server was down. Only
+namespaced numbers (`train/…`, `val/…`, `eval/…`) become metrics, at the trial's own `step`; no pid, timestamp or
+config noise. At a trial's end each cell gets its figure (reconstructions and samples, or the 2D density) as an
+artifact, and with `--log-checkpoints` its last checkpoint.
 """
-import json
-import logging
 import math
 import platform
 import subprocess
@@ -15,41 +17,50 @@ import urllib.request
 from importlib import metadata
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
+from analysis.journal import JOURNAL_FILE, JournalWriter
+from analysis.mlflow_runs import child_runs, create_parent, experiment_id, flatten_params, run_url, ui_base_url
+from analysis.trial_figures import TRIAL_FIGURE_DIR, has_trial_figure, trial_figure
 from sweeps.cells import trial_cells
 from sweeps.errors import TrackingError
+from sweeps.mlflow_writer import MlflowTarget, MlflowWriter
 from sweeps.results_table import cell_status
 
-logger = logging.getLogger(__name__)
-
-TRIAL_ID_TAG = "priorsweep.trial_id"
-STATUS_TAG = "priorsweep.status"
 METRIC_PREFIXES = ("train/", "val/", "eval/")
 
 
 def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast (one clear line) when an HTTP tracking server does not answer or a SQLite file can't be created."""
-    if uri.startswith(("http://", "https://")):
-        try:
+    """Fail fast (one clear line) when the tracking server or database does not answer."""
+    try:
+        if uri.startswith(("http://", "https://")):
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
                 if response.status != 200:
                     raise TrackingError(f"MLflow tracking server at {uri} answered HTTP {response.status}")
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise TrackingError(f"cannot reach MLflow tracking server at {uri}: {reason}") from None
-    elif uri.startswith("sqlite:///"):
-        directory = Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent
-        if not directory.is_dir():
-            raise TrackingError(f"MLflow SQLite file's directory does not exist: {directory}")
+        elif uri.startswith("sqlite:///"):
+            directory = Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent
+            if not directory.is_dir():
+                raise TrackingError(f"MLflow SQLite file's directory does not exist: {directory}")
+        elif uri.startswith(("postgresql", "mysql", "mssql")):
+            import sqlalchemy
+
+            sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(timeout_s)}).connect().close()
+    except (urllib.error.URLError, OSError) as error:
+        raise TrackingError(f"cannot reach MLflow tracking server at {uri}: {getattr(error, 'reason', error)}") \
+            from None
+    except ImportError as error:
+        raise TrackingError(f"tracking URI {uri} needs a database driver that is not installed: {error}") from None
+    except Exception as error:  # sqlalchemy's OperationalError and friends: the database refused us
+        if isinstance(error, TrackingError):
+            raise
+        raise TrackingError(f"cannot open MLflow database {uri}: {str(error).splitlines()[0]}") from None
 
 
 def _package_versions() -> dict[str, str]:
-    names = ["priorsweep", "ray", "optuna", "mlflow", "torch"]
     versions = {}
-    for name in names:
+    for name in ("priorsweep", "ray", "optuna", "mlflow", "torch"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -65,23 +76,24 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def flatten_params(config: dict, prefix: str = "") -> dict[str, str]:
-    """Nested config -> {'a.b': 'value'}; values as MLflow stores them (strings, at most 6000 chars)."""
-    flat = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, name + "."))
-        else:
-            flat[name] = str(value)[:6000]
-    return flat
+def parent_tags(sweep_name: str, extra: dict[str, str]) -> dict[str, str]:
+    """What the parent run is tagged with: study, sweep, preset and search (extra), commit, versions."""
+    return {
+        "priorsweep.sweep": sweep_name,
+        "mlflow.source.git.commit": _git_commit(),
+        "python": platform.python_version(),
+        **{f"version.{k}": v for k, v in _package_versions().items()},
+        **extra,
+    }
 
 
 def numeric_metrics(result: dict) -> dict[str, float]:
+    """The result's namespaced, finite numbers (MLflow metrics); NaN/inf are left out here and in the journal."""
     return {
         key: float(value)
         for key, value in result.items()
         if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value)
     }
 
 
@@ -91,83 +103,68 @@ class SweepTracker:
     def __init__(self, uri: str, experiment: str):
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
-        existing = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = existing.experiment_id if existing else self.client.create_experiment(experiment)
+        self.experiment_id = experiment_id(self.client, experiment)
         self.parent_run_id: str | None = None
 
     def start_parent(self, sweep_name: str, tags: dict[str, str], params: dict, resume_run_id: str | None) -> str:
         if resume_run_id:
             self.parent_run_id = resume_run_id
             self.client.update_run(resume_run_id, status="RUNNING")
-            return resume_run_id
-        all_tags = {
-            "priorsweep.sweep": sweep_name,
-            "mlflow.source.git.commit": _git_commit(),
-            "python": platform.python_version(),
-            **{f"version.{k}": v for k, v in _package_versions().items()},
-            **tags,
-        }
-        run = self.client.create_run(self.experiment_id, run_name=sweep_name, tags=all_tags)
-        self.parent_run_id = run.info.run_id
-        self.client.log_batch(self.parent_run_id, params=[Param(k, v) for k, v in flatten_params(params).items()])
+        else:
+            self.parent_run_id = create_parent(self.client, self.experiment_id, sweep_name, tags, params)
         return self.parent_run_id
 
-    def log_artifacts(self, directory: Path, patterns: tuple[str, ...]) -> None:
-        for pattern in patterns:
-            for path in sorted(directory.glob(pattern)):
-                self.client.log_artifact(self.parent_run_id, str(path))
+    def existing_children(self) -> dict[str, str]:
+        return child_runs(self.client, self.experiment_id, self.parent_run_id)
+
+    def target(self) -> MlflowTarget:
+        return MlflowTarget(self.client, self.uri, self.experiment_id, self.parent_run_id)
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_run_id, status=status)
 
-    def run_url(self, run_id: str) -> str:
-        return f"#/experiments/{self.experiment_id}/runs/{run_id}"
+    def parent_url(self) -> str:
+        return run_url(ui_base_url(self.uri), self.experiment_id, self.parent_run_id)
 
 
-class MlflowTrialCallback(Callback):
-    """One nested child run per trial: params at start, metric curves per result, final status at the end."""
+class TrialTrackingCallback(Callback):
+    """Journal + MLflow child runs per cell: params at start, metric curves per result, status and figure at the end.
 
-    def __init__(self, tracker: SweepTracker, trial_label, early_stopped=()):
-        self.tracker = tracker
-        self.client = tracker.client
+    `writer.target` None (`--no-mlflow`): the journal and the figures are still written, so `sync` can fill an
+    MLflow server later.
+    """
+
+    def __init__(self, results_dir: Path, writer: MlflowWriter, trial_label, early_stopped=(),
+                 log_checkpoints: bool = False, full_config=None):
+        self.results_dir = results_dir
+        self.journal = JournalWriter(results_dir / JOURNAL_FILE)
+        self.writer = writer
         self.trial_label = trial_label  # config -> run name, e.g. "bias=2.5 beta=1 seed=0"
         self.early_stopped = early_stopped  # ids of trials a scheduler stopped early (status 'pruned')
-        self.run_ids: dict[str, str] = {}
+        self.log_checkpoints = log_checkpoints
+        self.full_config = full_config or dict  # cell config -> every key with its default (the run's params)
+        self.started: set[str] = set(writer.run_ids)  # on --resume, cells that already have a run
 
-    def setup(self, **info):
-        """On --resume, find the child runs that already exist so no trial gets a second one."""
-        parent = self.tracker.parent_run_id
-        for run in self.client.search_runs([self.tracker.experiment_id],
-                                           filter_string=f"tags.mlflow.parentRunId = '{parent}'",
-                                           max_results=50_000):
-            trial_id = run.data.tags.get(TRIAL_ID_TAG)
-            if trial_id:
-                self.run_ids[trial_id] = run.info.run_id
-
-    def child_run(self, cell_id: str, config: dict) -> str:
-        if cell_id not in self.run_ids:
-            run = self.client.create_run(
-                self.tracker.experiment_id,
-                run_name=self.trial_label(config),
-                tags={"mlflow.parentRunId": self.tracker.parent_run_id, TRIAL_ID_TAG: cell_id, STATUS_TAG: "running"},
-            )
-            self.run_ids[cell_id] = run.info.run_id
-            params = [Param(k, v) for k, v in flatten_params(config).items()]
-            for start in range(0, len(params), 100):  # log_batch takes at most 100 params per call
-                self.client.log_batch(run.info.run_id, params=params[start:start + 100])
-        return self.run_ids[cell_id]
+    def _start(self, cell: str, config: dict) -> None:
+        if cell not in self.started:
+            self.started.add(cell)
+            name, params = self.trial_label(config), flatten_params(self.full_config(config))
+            self.journal.start(cell, name, params)
+            self.writer.start_cell(cell, name, params)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        for cell_id, config, _ in trial_cells(trial.trial_id, trial.config, None):
-            self.child_run(cell_id, config)
+        for cell, config, _ in trial_cells(trial.trial_id, trial.config, None):
+            self._start(cell, config)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         timestamp = int(time.time() * 1000)
-        for cell_id, config, metrics in trial_cells(trial.trial_id, trial.config, result):
+        for cell, config, metrics in trial_cells(trial.trial_id, trial.config, result):
+            self._start(cell, config)
             step = int(metrics.get("step", metrics.get("training_iteration", 0)))
-            batch = [Metric(k, v, timestamp, step) for k, v in numeric_metrics(metrics).items() if not math.isinf(v)]
-            if batch:
-                self.client.log_batch(self.child_run(cell_id, config), metrics=batch)
+            values = numeric_metrics(metrics)
+            if values:
+                self.journal.metrics(cell, step, timestamp, values)
+                self.writer.log_metrics(cell, [Metric(k, v, timestamp, step) for k, v in values.items()])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end(trial, errored=False)
@@ -176,16 +173,39 @@ class MlflowTrialCallback(Callback):
         self._end(trial, errored=True)
 
     def _end(self, trial, errored: bool) -> None:
-        for cell_id, config, metrics in trial_cells(trial.trial_id, trial.config, trial.last_result):
-            run_id = self.child_run(cell_id, config)
-            status = cell_status(trial, metrics, self.early_stopped, errored)
-            self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status)])
-            self.client.set_terminated(run_id, status="FAILED" if errored else "FINISHED")
+        for cell, config, metrics in trial_cells(trial.trial_id, trial.config, trial.last_result):
+            self._start(cell, config)
+            status, run_status = cell_status(trial, metrics, self.early_stopped, errored), \
+                "FAILED" if errored else "FINISHED"
+            self.journal.end(cell, status, run_status)
+            self.writer.end_cell(cell, status, run_status)
+            if has_trial_figure(metrics):
+                self._artifact(cell, Path(TRIAL_FIGURE_DIR) / f"{cell}.png", None,
+                               make=lambda path, row={**config, **metrics}: trial_figure(row, path))
+        if self.log_checkpoints and trial.checkpoint is not None:
+            self._log_checkpoint(trial)
 
+    def _artifact(self, cell: str | None, relative: Path, folder: str | None, make=None) -> None:
+        local = self.results_dir / relative
+        self.journal.artifact(cell, str(relative), folder)
+        self.writer.log_artifact(cell, local, folder, None if make is None else lambda: make(local))
 
-def write_sweep_record(path: Path, record: dict) -> None:
-    path.write_text(json.dumps(record, indent=2, sort_keys=True))
+    def _log_checkpoint(self, trial) -> None:
+        """The trial's last checkpoint on the parent run under checkpoints/<trial id> (a population's is shared
+        by its cells, so it is stored once)."""
+        checkpoint = Path(trial.checkpoint.path)
+        if not checkpoint.is_dir():  # remote storage (s3://…): the checkpoint stays there
+            return
+        try:
+            relative = checkpoint.resolve().relative_to(self.results_dir.resolve())
+        except ValueError:
+            relative = checkpoint.resolve()  # journal keeps the absolute path; `sync` reads it as is
+        self._artifact(None, relative, f"checkpoints/{trial.trial_id}")
 
+    def close(self) -> None:
+        self.journal.close()
 
-def read_sweep_record(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+    def __getstate__(self) -> dict:
+        """Ray pickles the run config, callbacks included, into tuner.pkl; an open file and a thread cannot go.
+        Nothing is lost: `run_sweep` gives a restored Tuner fresh callbacks."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("journal", "writer")}

@@ -17,16 +17,9 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from sweeps.errors import SweepError  # noqa: E402
-from sweeps.mlflow_tracking import (  # noqa: E402
-    MlflowTrialCallback,
-    SweepTracker,
-    check_tracking_uri,
-    read_sweep_record,
-    write_sweep_record,
-)
-from sweeps.results_table import RESULTS_FILE, ResultsTableCallback  # noqa: E402
-
-SWEEP_RECORD = "sweep.json"
+from sweeps.mlflow_tracking import check_tracking_uri  # noqa: E402
+from sweeps.results_table import RESULTS_FILE, ResultsTableCallback, write_table  # noqa: E402
+from sweeps.sweep_tracking import SweepTracking  # noqa: E402
 
 
 @dataclass
@@ -42,6 +35,7 @@ class SweepSettings:
     resume: bool = False
     max_failures: int = 2
     max_concurrent_trials: int | None = None
+    log_checkpoints: bool = False  # each trial's last checkpoint as an artifact of the parent run
     tags: dict = field(default_factory=dict)  # extra parent-run tags (preset, search settings, …)
 
     @property
@@ -76,16 +70,24 @@ def connect_ray(address: str | None) -> None:
         ray.init(include_dashboard=False, log_to_driver=True)
 
 
-def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracker: SweepTracker | None,
+def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepTracking,
                  artifacts: tuple[str, ...]) -> int:
-    """Log the sweep's files to its parent run, print the summary; exit status 1 if any trial errored."""
-    if tracker:
-        tracker.log_artifacts(settings.out_dir, artifacts)
-    counts = frame["status"].value_counts().to_dict()
+    """Report, log the sweep's files to its parent run, close tracking, print the summary; exit status 1 if any
+    trial errored. The caller has drawn the study's figures into settings.out_dir."""
+    from analysis.report import write_report
+
+    tracking.flush()
+    if len(frame):  # the table's MLflow run ids, now that every run has been created
+        frame["mlflow_run_id"] = frame["trial_id"].map(tracking.run_ids).fillna(frame["mlflow_run_id"])
+        write_table(frame.to_dict("records"), settings.out_dir / RESULTS_FILE)
+    report = write_report(settings.out_dir)
+    tracking.log_sweep_files((*artifacts, report.name))
+    tracking.close("FINISHED")
+    counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     print(f"\n{len(frame)} results ({', '.join(f'{v} {k}' for k, v in counts.items())})")
-    print(f"results: {settings.out_dir / RESULTS_FILE}")
-    if tracker:
-        print(f"browse the runs: mlflow ui --backend-store-uri {tracker.uri}   (then open http://127.0.0.1:5000)")
+    print(f"results: {settings.out_dir / RESULTS_FILE}; report: {report}")
+    if tracking.tracker and not tracking.tracker.uri.startswith(("http://", "https://")):
+        print(f"browse the runs: mlflow ui --backend-store-uri {tracking.tracker.uri}   (then open the link above)")
     return 0 if (frame["status"] != "error").all() else 1
 
 
@@ -103,31 +105,19 @@ def run_sweep(
     metric: str | None = None,
     mode: str | None = None,
     num_samples: int = 1,
-) -> tuple[pd.DataFrame, SweepTracker | None]:
-    """Run (or resume) one sweep; returns its results table and the tracker (None without MLflow)."""
+    full_config=None,
+) -> tuple[pd.DataFrame, SweepTracking]:
+    """Run (or resume) one sweep; returns its results table and its tracking (closed by finish_sweep).
+
+    full_config(cell config) -> the config with every default filled in (the study's validate_config): what each
+    MLflow child run shows as its params.
+    """
     check_settings(settings)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    record_path = settings.out_dir / SWEEP_RECORD
-    record = read_sweep_record(record_path)
-
-    tracker = None
-    callbacks = []
-    run_ids: dict[str, str] = {}
-    if settings.mlflow_uri:
-        tracker = SweepTracker(settings.mlflow_uri, settings.study)
-        tracker.start_parent(settings.name, {"priorsweep.study": settings.study, **settings.tags}, sweep_params,
-                             resume_run_id=record.get("parent_run_id") if settings.resume else None)
-        tracking = MlflowTrialCallback(tracker, trial_label, early_stopped)
-        run_ids = tracking.run_ids
-        callbacks.append(tracking)
+    tracking = SweepTracking(settings, trial_label, early_stopped, sweep_params, full_config)
     table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
-                                 total_trials, early_stopped, run_ids)
-    callbacks.append(table)
-    write_sweep_record(record_path, {
-        "study": settings.study, "name": settings.name, "storage": settings.experiment_path,
-        "mlflow_uri": settings.mlflow_uri, "parent_run_id": tracker.parent_run_id if tracker else None,
-        "command": " ".join(sys.argv), "params": sweep_params,
-    })
+                                 total_trials, early_stopped, tracking.run_ids)
+    callbacks = [tracking.callback, table]
 
     connect_ray(settings.address)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
@@ -151,14 +141,11 @@ def run_sweep(
                                       max_concurrent_trials=settings.max_concurrent_trials)
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
-    status = "FINISHED"
     try:
         tuner.fit()
-    except KeyboardInterrupt:
-        status = "KILLED"
-        print(f"interrupted: continue with --name {settings.name} --resume", file=sys.stderr)
+    except BaseException as error:  # Ctrl-C or a crash of the driver's loop: what finished is on disk already
+        tracking.close("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        if isinstance(error, KeyboardInterrupt):
+            print(f"interrupted: continue with --name {settings.name} --resume", file=sys.stderr)
         raise
-    finally:
-        if tracker:
-            tracker.finish(status)
-    return table.frame(), tracker
+    return table.frame(), tracking

@@ -17,7 +17,7 @@ from models.objectives import BetaElboConfig, beta_elbo
 from models.vae import MlpVae, MlpVaeConfig
 from trainables.config import ConfigError, Field, non_negative, positive, validate
 from trainables.data.biased_grid import BiasedGridStream, GridSpec, enumerated_test_set
-from trainables.metrics.recovery import PmiProtocol, pmi, recovery_scores
+from trainables.metrics.recovery import PmiProtocol, example_images, pmi, recovery_scores
 from trainables.optim import adam
 from trainables.trial_loop import Diverged, report_until_done, trial_device
 
@@ -183,8 +183,10 @@ class BiasGridRun:
         self.model.eval()
         scores = recovery_scores(self.model.encode, self.model.decode, self.data.test_set, self.data.pmi_generator(),
                                  self.data.pmi_protocol())
+        images = example_images(self.model.encode, self.model.decode, self.data.test_set.images,
+                                self.config["latent_dim"])
         return {**scores.as_metrics(), "eval/pmi_baseline": self.pmi_baseline,
-                "eval/collapsed": float(scores.active_dims == 0)}
+                "eval/collapsed": float(scores.active_dims == 0), "plot/images": images.cpu().tolist()}
 
     # ---- checkpoints ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -21,7 +21,7 @@ from trainables.bias_grid import FIELDS as SINGLE_FIELDS
 from trainables.bias_grid import STUDY, BiasGridData
 from trainables.bias_grid import validate_config as validate_single
 from trainables.config import Field, validate
-from trainables.metrics.recovery import pmi, recovery_scores
+from trainables.metrics.recovery import example_images, pmi, recovery_scores
 from trainables.optim import adam
 from trainables.trial_loop import report_until_done, trial_device
 
@@ -137,9 +137,12 @@ class BiasGridPopulationRun:
         scores = recovery_scores(self.model.encode, self.model.decode, self.data.test_set,
                                  self.data.pmi_generator(), self.data.pmi_protocol())
         members = scores.member_metrics()
-        for metrics in members:
+        images = example_images(self.model.encode, self.model.decode, self.data.test_set.images,
+                                self.config["latent_dim"]).cpu()  # (P, 3, count, D)
+        for metrics, member_images in zip(members, images, strict=True):
             metrics.update({"eval/pmi_baseline": self.pmi_baseline,
-                            "eval/collapsed": float(metrics["eval/active_dims"] == 0)})
+                            "eval/collapsed": float(metrics["eval/active_dims"] == 0),
+                            "plot/images": member_images.tolist()})
         return members
 
     # ---- checkpoints ------------------------------------------------------------------------------------------

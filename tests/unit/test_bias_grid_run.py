@@ -43,6 +43,11 @@ def test_evaluation_reports_every_metric_and_the_initial_baseline():
     assert metrics["eval/pmi_baseline"] == baseline
     expected = {"eval/pmi", "eval/pmi_lstsq", "eval/decoder_mse", "eval/r2_true_to_learned",
                 "eval/r2_learned_to_true", "eval/active_dims", "eval/mean_kl", "eval/pmi_baseline", "eval/collapsed"}
-    assert set(metrics) == expected
+    assert {k for k in metrics if k.startswith("eval/")} == expected
+    images = torch.tensor(metrics["plot/images"])  # (3 rows: test images, reconstructions, samples; 8; pixels)
+    assert images.shape == (3, 8, 21 * 21)
+    test_images = run.data.test_set.images
+    first_and_last = torch.stack([test_images[0], test_images[-1]])
+    assert torch.equal(images[0, [0, -1]], (first_and_last.clamp(0, 1) * 255).round().to(torch.uint8).long())
     validation = run.validation()
     assert validation == run.validation()  # a fixed held-out sample and noise: comparable across reports

@@ -46,6 +46,10 @@ def test_batched_evaluation_matches_lone_evaluation():
         alone.train_interval(30)
         expected = alone.evaluate()
         for key, value in expected.items():
+            if key == "plot/images":  # uint8 pixels: float rounding may move one by a level
+                difference = torch.tensor(evaluations[p][key]) - torch.tensor(value)
+                assert difference.abs().max() <= 1
+                continue
             assert evaluations[p][key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
         assert validations[p]["val/neg_elbo"] == pytest.approx(alone.validation()["val/neg_elbo"], rel=1e-5)
 

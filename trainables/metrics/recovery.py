@@ -84,3 +84,23 @@ def recovery_scores(
         active_dims=(kl_per_dimension > ACTIVE_DIMENSION_THRESHOLD_NATS).sum(dim=-1),
         mean_kl=kl_per_dimension.sum(dim=-1),
     )
+
+
+@torch.no_grad()
+def example_images(encode: Callable, decode: Callable, images: torch.Tensor, latent_dim: int,
+                   count: int = 8) -> torch.Tensor:
+    """A picture of the model for its trial's figure: `count` test images spread over the set, their
+    reconstructions (decoded posterior means) and `count` decoded prior samples, as uint8 pixels.
+
+    images (N, D) -> (…, 3, count, D), with the models' batch shape in front ((P,) for a population). The prior
+    samples use a fixed noise, the same for every model, so figures of different β compare like with like.
+    """
+    picks = torch.linspace(0, len(images) - 1, count, device=images.device).long()
+    originals = images[picks]  # (count, D)
+    means, _ = encode(originals)  # (…, count, d)
+    generator = torch.Generator(images.device).manual_seed(0)
+    noise = torch.randn(count, latent_dim, generator=generator, device=images.device)  # (count, d)
+    samples = decode(noise.expand(*means.shape[:-2], count, latent_dim).contiguous())  # (…, count, D)
+    reconstructions = decode(means)  # (…, count, D)
+    rows = torch.stack([originals.expand_as(reconstructions), reconstructions, samples], dim=-3)
+    return (rows.clamp(0, 1) * 255).round().to(torch.uint8)

@@ -1,0 +1,92 @@
+"""How a sweep is laid out in MLflow, shared by the live tracking callback (sweeps/) and `analysis sync`/`load`.
+
+One experiment per study, one parent run per sweep (tag `priorsweep.sweep`), one child run per cell (tags
+`mlflow.parentRunId` and `priorsweep.trial_id`, the cell's id). The trial-id tag is what makes writes idempotent:
+a cell's run is found by it before one is created, so no cell ever gets two runs.
+"""
+from collections.abc import Sequence
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+SWEEP_TAG = "priorsweep.sweep"
+TRIAL_ID_TAG = "priorsweep.trial_id"
+STATUS_TAG = "priorsweep.status"
+PARENT_TAG = "mlflow.parentRunId"
+# MlflowClient.log_batch limits per call
+MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name)
+
+
+def find_parent(client: MlflowClient, experiment: str, sweep: str) -> str | None:
+    """The newest parent run of the sweep named `sweep`, or None."""
+    runs = client.search_runs([experiment], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def create_parent(client: MlflowClient, experiment: str, sweep: str, tags: dict[str, str], params: dict) -> str:
+    run = client.create_run(experiment, run_name=sweep, tags={**tags, SWEEP_TAG: sweep})
+    log_in_batches(client, run.info.run_id, params=[Param(k, v) for k, v in flatten_params(params).items()])
+    return run.info.run_id
+
+
+def child_runs(client: MlflowClient, experiment: str, parent_run_id: str) -> dict[str, str]:
+    """cell id -> run id of the parent's children (one search, paged)."""
+    found, token = {}, None
+    while True:
+        page = client.search_runs([experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                  max_results=1000, page_token=token)
+        for run in page:
+            cell = run.data.tags.get(TRIAL_ID_TAG)
+            if cell:
+                found.setdefault(cell, run.info.run_id)
+        token = page.token
+        if not token:
+            return found
+
+
+def create_child(client: MlflowClient, experiment: str, parent_run_id: str, cell: str, name: str) -> str:
+    run = client.create_run(experiment, run_name=name,
+                            tags={PARENT_TAG: parent_run_id, TRIAL_ID_TAG: cell, STATUS_TAG: "running"})
+    return run.info.run_id
+
+
+def log_in_batches(client: MlflowClient, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = (),
+                   tags: Sequence[RunTag] = ()) -> int:
+    """As few `log_batch` calls as MLflow's per-call limits allow; returns the number of calls."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    calls = 0
+    while metrics or params or tags:
+        batch_params, params = params[:MAX_PARAMS], params[MAX_PARAMS:]
+        batch_tags, tags = tags[:MAX_TAGS], tags[MAX_TAGS:]
+        room = min(MAX_METRICS, MAX_ENTITIES - len(batch_params) - len(batch_tags))
+        batch_metrics, metrics = metrics[:room], metrics[room:]
+        client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
+        calls += 1
+    return calls
+
+
+def flatten_params(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> {'a.b': 'value'}; values as MLflow stores them (strings, at most 6000 characters)."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, name + "."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def run_url(ui_base: str, experiment: str, run_id: str) -> str:
+    return f"{ui_base.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def ui_base_url(tracking_uri: str) -> str:
+    """Where a browser finds the runs: the server itself, or `mlflow ui`'s default address for a database URI."""
+    return tracking_uri if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"

@@ -1,0 +1,72 @@
+"""A sweep's tracking from start to close: the sweep record, the parent run, the writer and the trial callback.
+
+Start: `sweep.json` (what `sync` and `report` need: study, name, tracking URI, parent run and its tags, settings)
+and, with MLflow, the parent run. During the sweep: `TrialTrackingCallback`. Close: the sweep's files on the parent
+run, the writer drained, anything an outage cost restored from the journal (`sync`) or the command to do it printed,
+the parent run ended, the final status recorded.
+"""
+import sys
+from pathlib import Path
+
+from analysis.load import read_sweep_record, write_sweep_record
+from analysis.sync import sync_sweep
+from sweeps.mlflow_tracking import SweepTracker, TrialTrackingCallback, check_tracking_uri, parent_tags
+from sweeps.mlflow_writer import MlflowWriter
+
+
+class SweepTracking:
+    def __init__(self, settings, trial_label, early_stopped, sweep_params: dict, full_config=None):
+        self.settings = settings
+        self.out_dir: Path = settings.out_dir
+        previous = read_sweep_record(self.out_dir)
+        tags = parent_tags(settings.name, {"priorsweep.study": settings.study, **settings.tags})
+        self.tracker = None
+        run_ids: dict[str, str] = {}
+        if settings.mlflow_uri:
+            self.tracker = SweepTracker(settings.mlflow_uri, settings.study)
+            resume_id = previous.get("parent_run_id") if settings.resume else None
+            self.tracker.start_parent(settings.name, tags, sweep_params, resume_run_id=resume_id)
+            run_ids = self.tracker.existing_children()
+        self.writer = MlflowWriter(self.tracker.target() if self.tracker else None, run_ids)
+        self.callback = TrialTrackingCallback(self.out_dir, self.writer, trial_label, early_stopped,
+                                              settings.log_checkpoints, full_config)
+        self.record = {
+            "study": settings.study, "name": settings.name, "storage": settings.experiment_path,
+            "mlflow_uri": settings.mlflow_uri, "parent_run_id": self.tracker.parent_run_id if self.tracker else None,
+            "experiment_id": self.tracker.experiment_id if self.tracker else None, "parent_tags": tags,
+            "command": " ".join(sys.argv), "params": sweep_params, "status": "RUNNING",
+        }
+        write_sweep_record(self.out_dir, self.record)
+
+    @property
+    def run_ids(self) -> dict[str, str]:
+        return self.writer.run_ids
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def log_sweep_files(self, patterns: tuple[str, ...]) -> None:
+        for pattern in patterns:
+            for path in sorted(self.out_dir.glob(pattern)):
+                self.callback._artifact(None, path.relative_to(self.out_dir), None)
+
+    def close(self, status: str) -> None:
+        """End the sweep's tracking; never raises for MLflow trouble (the results are safe on disk by now)."""
+        complete = self.writer.close()
+        self.callback.close()
+        self.record["status"] = status
+        write_sweep_record(self.out_dir, self.record)
+        if self.tracker is None:
+            return
+        uri = self.tracker.uri
+        try:
+            if not complete:
+                check_tracking_uri(uri)
+                print(f"MLflow missed {self.writer.dropped} writes during the sweep; restoring them from the journal")
+                print(f"restored: {sync_sweep(self.out_dir, uri)}")
+            self.tracker.finish(status)
+            print(f"parent run: {self.tracker.parent_url()}")
+        except Exception as error:
+            print(f"warning: MLflow at {uri} is not complete for this sweep ({str(error).splitlines()[0][:200]}); "
+                  f"every result is in {self.out_dir}; when the server is back run:\n"
+                  f"  python -m analysis sync --results {self.out_dir} --mlflow-uri {uri}", file=sys.stderr)

@@ -1,0 +1,126 @@
+"""Sweeps against a real `mlflow server` on 127.0.0.1 with a real PostgreSQL backend (Debian's package), started
+here by the project's own launcher (sweeps/tracking_server.py); the server is killed in the middle of a sweep."""
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis.__main__ import main as analysis_main
+from analysis.journal import JOURNAL_FILE, read_journal
+from sweeps.bias_grid import main as bias_grid_main
+from sweeps.tracking_server import tracking_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with tracking_server(tmp_path_factory.mktemp("mlflow-server")) as running:
+        yield running
+
+
+def _sweep(name: str, out: Path, uri: str, *extra: str) -> int:
+    return bias_grid_main(["--preset", "smoke", "--name", name, "--out", str(out), "--mlflow-uri", uri, *extra])
+
+
+def _children(client: MlflowClient, sweep: str):
+    experiment = client.get_experiment_by_name("bias_grid").experiment_id
+    parents = client.search_runs([experiment], f"tags.`priorsweep.sweep` = '{sweep}'")
+    assert len(parents) == 1
+    parent = parents[0]
+    return parent, client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+
+
+def _rest_search(uri: str, experiment_id: str, filter_string: str) -> list[dict]:
+    body = json.dumps({"experiment_ids": [experiment_id], "filter": filter_string, "max_results": 1000}).encode()
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/runs/search", data=body,
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read()).get("runs", [])
+
+
+def test_a_sweep_lands_as_one_parent_with_a_child_per_cell(server, local_ray, tmp_path):
+    assert _sweep("server-smoke", tmp_path, server.uri) == 0
+    client = MlflowClient(tracking_uri=server.uri)
+    parent, children = _children(client, "server-smoke")
+    table = pd.read_parquet(tmp_path / "bias_grid" / "server-smoke" / "results.parquet")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["priorsweep.preset"] == "smoke" and "version.mlflow" in parent.data.tags
+    assert len(children) == len(table) == 4
+    assert {c.info.run_id for c in children} == set(table["mlflow_run_id"])
+    for child in children:
+        row = table[table["mlflow_run_id"] == child.info.run_id].iloc[0]
+        params = child.data.params
+        assert float(params["bias"]) == row["bias"] and float(params["beta"]) == row["beta"]
+        assert params["hidden_width"] == "32" and params["learning_rate"] == "0.001"  # defaults filled in
+        assert child.data.tags["priorsweep.status"] == "completed" and child.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val/neg_elbo")] == [50, 100]
+        assert client.get_metric_history(child.info.run_id, "eval/pmi")[0].step == 100
+        figure = [a.path for a in client.list_artifacts(child.info.run_id)]
+        assert figure == [f"{row['trial_id']}.png"]
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"heatmap_pmi.png", "heatmap_decoder_mse.png", "report.html", "results.parquet"} <= parent_files
+    local_copy = client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path))
+    assert "server-smoke" in Path(local_copy).read_text() and "data:image/png;base64," in Path(local_copy).read_text()
+
+    # the UI reads runs through the REST API: the same parent and children come back there
+    experiment = parent.info.experiment_id
+    rest_children = _rest_search(server.uri, experiment, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {r["info"]["run_id"] for r in rest_children} == {c.info.run_id for c in children}
+    rest_parent = _rest_search(server.uri, experiment, "tags.`priorsweep.sweep` = 'server-smoke'")
+    assert [r["info"]["run_id"] for r in rest_parent] == [parent.info.run_id]
+
+
+def _kill_when_trials_report(server, journal: Path, killed: threading.Event) -> None:
+    """Kill the server as soon as the sweep has logged its first metrics (mid-sweep, trials running)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if journal.exists() and '"event":"metrics"' in journal.read_text():
+            server.kill()
+            killed.set()
+            return
+        time.sleep(0.05)
+
+
+def test_server_killed_mid_sweep_then_sync_restores_every_trial_exactly_once(server, local_ray, tmp_path, capsys):
+    out = tmp_path / "bias_grid" / "outage"
+    killed = threading.Event()
+    watcher = threading.Thread(target=_kill_when_trials_report, args=(server, out / JOURNAL_FILE, killed))
+    watcher.start()
+    # longer trials than smoke (10 reports per cell), so the outage lands while they run
+    code = _sweep("outage", tmp_path, server.uri, "--steps", "1000", "--report-every", "100")
+    watcher.join()
+    assert killed.is_set() and code == 0  # the sweep finished without its tracking server
+    assert "python -m analysis sync" in capsys.readouterr().err
+    table = pd.read_parquet(out / "results.parquet")
+    assert len(table) == 4 and (table["status"] == "completed").all()
+
+    server.start()  # back up, same database: sync fills in what the sweep could not log
+    assert analysis_main(["sync", "--results", str(out), "--mlflow-uri", server.uri]) == 0
+    assert "added:" in capsys.readouterr().out
+
+    client = MlflowClient(tracking_uri=server.uri)
+    parent, children = _children(client, "outage")
+    assert parent.info.status == "FINISHED"
+    journal = read_journal(out / JOURNAL_FILE)
+    by_cell = {c.data.tags["priorsweep.trial_id"]: c for c in children}
+    assert sorted(by_cell) == sorted(journal.cells) == sorted(table["trial_id"])  # every trial exactly once
+    for cell, record in journal.cells.items():
+        run = client.get_run(by_cell[cell].info.run_id)
+        assert run.info.status == "FINISHED" and run.data.tags["priorsweep.status"] == "completed"
+        assert run.data.params == record.params
+        for key, points in record.metrics.items():
+            history = client.get_metric_history(run.info.run_id, key)
+            assert sorted(m.step for m in history) == sorted(points), key  # each step once, none missing
+        assert list(record.metrics["val/neg_elbo"]) == list(range(100, 1001, 100))
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == [f"{cell}.png"]
+    assert "report.html" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    # a second sync finds nothing to add
+    assert analysis_main(["sync", "--results", str(out), "--mlflow-uri", server.uri]) == 0
+    assert "nothing added" in capsys.readouterr().out
