@@ -29,6 +29,8 @@ from analysis.mlflow_runs import STATUS_TAG, child_runs, create_child, log_in_ba
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+# MLflow prints two lines per ended run against a server; the sweep's own progress lines say more
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 _STOP = object()
 

@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Results per second of a sweep of many short trials with (a) no tracking, (b) Ray's MLflowLoggerCallback,
+(c) priorsweep's tracking (journal + background batched writer, parent run, one child per trial), side by side in
+one run, against one SQLite file and against a local `mlflow server` (PostgreSQL backend, started here).
+
+  .venv/bin/python benchmarks/tracking_overhead.py [--trials 40] [--results-per-trial 25] [--repeats 2]
+
+Every configuration runs the same Tune sweep (a trainable that only reports: 5 namespaced metrics per result) on
+one local Ray with 2 CPUs; wall time covers Tuner.fit plus, for (c), draining its writer and closing the parent run,
+so what a user waits for is counted. Configurations are interleaved over the repeats and the best time is kept
+(the VM's timing noise is ±25%). Prints Markdown for benchmarks/RESULTS.md.
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+from sweeps.runner import SweepSettings
+from sweeps.sweep_tracking import SweepTracking
+from sweeps.tracking_server import tracking_server
+
+
+def reporting_trainable(config: dict) -> None:
+    for step in range(1, config["results"] + 1):
+        tune.report({"train/loss": 1.0 / step, "train/kl": 0.5 / step, "val/neg_elbo": 2.0 / step,
+                     "val/kl": 0.1 * step, "train/steps_per_second": 100.0, "step": step})
+
+
+def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, label: str) -> float:
+    name = f"{label}-{mode}-{time.monotonic_ns()}"
+    callbacks, tracking = [], None
+    if mode == "ray":
+        callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name="tracking_overhead_ray"))
+    elif mode == "ours":
+        settings = SweepSettings(study="tracking_overhead", name=name, out_dir=root / name,
+                                 storage=str(root / "_tune"), mlflow_uri=uri)
+        settings.out_dir.mkdir(parents=True)
+        tracking = SweepTracking(settings, lambda c: f"trial {c['index']}", (), {"trials": trials})
+        callbacks.append(tracking.callback)
+    tuner = tune.Tuner(
+        tune.with_resources(reporting_trainable, {"cpu": 1}),
+        param_space={"results": results, "index": tune.grid_search(list(range(trials)))},
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=str(root / "_tune"), callbacks=callbacks, verbose=0),
+    )
+    start = time.perf_counter()
+    tuner.fit()
+    if tracking is not None:
+        tracking.close("FINISHED")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--results-per-trial", type=int, default=25)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    total = args.trials * args.results_per_trial
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch, tracking_server(Path(scratch) / "server") as server:
+        root = Path(scratch)
+        backends = {"SQLite file": f"sqlite:///{root}/mlflow.db", "mlflow server (PostgreSQL)": server.uri}
+        best: dict[tuple[str, str], float] = {}
+        for repeat in range(args.repeats):
+            for backend, uri in backends.items():
+                for mode in ("none", "ray", "ours"):
+                    seconds = run_once(mode, uri, root, args.trials, args.results_per_trial, f"r{repeat}")
+                    key = (backend, mode)
+                    best[key] = min(best.get(key, float("inf")), seconds)
+                    print(f"  repeat {repeat}: {backend:28s} {mode:5s} {total / seconds:8.1f} results/s",
+                          file=sys.stderr, flush=True)
+        for backend in backends:
+            rate = {mode: total / best[(backend, mode)] for mode in ("none", "ray", "ours")}
+            rows.append(f"| {backend} | {rate['none']:.0f} | {rate['ray']:.0f} | {rate['ours']:.0f} | "
+                        f"{rate['ours'] / rate['none']:.2f} | {rate['ours'] / rate['ray']:.1f}× |")
+    ray.shutdown()
+    print(f"\n{args.trials} trials × {args.results_per_trial} results = {total} results per sweep; best of "
+          f"{args.repeats}\n")
+    print("| tracking store | (a) no tracking, results/s | (b) Ray MLflowLoggerCallback | (c) priorsweep | (c)/(a) | "
+          "(c)/(b) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

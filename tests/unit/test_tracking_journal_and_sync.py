@@ -1,0 +1,79 @@
+"""The tracking journal and `sync` against a real MLflow (SQLite file): replay adds exactly what is missing."""
+import json
+
+import pytest
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from analysis.journal import JOURNAL_FILE, JournalWriter, read_journal
+from analysis.load import write_sweep_record
+from analysis.mlflow_runs import STATUS_TAG, child_runs, create_child, create_parent, experiment_id
+from analysis.sync import sync_sweep
+
+
+def write_sweep(directory, cells=("c0", "c1"), steps=(10, 20, 30)):
+    journal = JournalWriter(directory / JOURNAL_FILE)
+    for cell in cells:
+        journal.start(cell, f"run {cell}", {"beta": "1.0", "cell": cell})
+        for step in steps:
+            journal.metrics(cell, step, 1000 + step, {"train/loss": 1.0 / step, "val/kl": float(step)})
+        journal.end(cell, "completed", "FINISHED")
+    (directory / "figure.png").write_bytes(b"\x89PNG fake but a file")
+    journal.artifact(None, "figure.png")
+    journal.close()
+    write_sweep_record(directory, {"study": "study", "name": "sweep", "params": {"preset": "smoke"},
+                                   "parent_tags": {"priorsweep.study": "study"}, "status": "FINISHED"})
+
+
+def test_journal_folds_events_last_value_wins_and_a_cut_line_ends_it(tmp_path):
+    journal = JournalWriter(tmp_path / JOURNAL_FILE)
+    journal.start("a", "run a", {"beta": "1"})
+    journal.metrics("a", 5, 1, {"train/loss": 2.0})
+    journal.metrics("a", 5, 2, {"train/loss": 3.0, "val/kl": float("nan")})  # a restarted trial repeats step 5
+    journal.end("a", "diverged", "FINISHED")
+    journal.close()
+    with open(tmp_path / JOURNAL_FILE, "a") as file:
+        file.write('{"event": "metrics", "cell": "a", "st')  # the driver died mid-line
+    record = read_journal(tmp_path / JOURNAL_FILE).cells["a"]
+    assert record.metrics == {"train/loss": {5: (3.0, 2)}}  # NaN is not a metric point
+    assert (record.status, record.run_status, record.params) == ("diverged", "FINISHED", {"beta": "1"})
+
+
+def test_a_broken_line_inside_the_journal_is_an_error(tmp_path):
+    (tmp_path / JOURNAL_FILE).write_text('{"event": "start"\n' + json.dumps({"event": "end", "cell": "a"}) + "\n")
+    with pytest.raises(ValueError, match=":1: not a JSON line"):
+        read_journal(tmp_path / JOURNAL_FILE)
+
+
+def test_sync_fills_an_empty_server_then_adds_nothing(tmp_path):
+    write_sweep(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = sync_sweep(tmp_path, uri, progress=lambda _: None)
+    assert (first.runs_created, first.params, first.metric_points, first.artifacts) == (3, 4, 12, 1)
+    assert sync_sweep(tmp_path, uri).total == 0
+    client = MlflowClient(tracking_uri=uri)
+    experiment = experiment_id(client, "study")
+    parent = client.search_runs([experiment], "tags.`priorsweep.sweep` = 'sweep'")[0]
+    assert parent.info.status == "FINISHED" and parent.data.params == {"preset": "smoke"}
+    runs = child_runs(client, experiment, parent.info.run_id)
+    assert sorted(runs) == ["c0", "c1"]
+    history = client.get_metric_history(runs["c0"], "train/loss")
+    assert [(m.step, m.value) for m in history] == [(10, 0.1), (20, 0.05), (30, 1 / 30)]
+    assert client.get_run(runs["c1"]).data.tags[STATUS_TAG] == "completed"
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["figure.png"]
+
+
+def test_sync_adds_only_what_a_half_logged_sweep_lacks(tmp_path):
+    """As after an outage: the parent and c0 exist with part of c0's history; c1 was never created."""
+    write_sweep(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = experiment_id(client, "study")
+    parent = create_parent(client, experiment, "sweep", {}, {"preset": "smoke"})
+    c0 = create_child(client, experiment, parent, "c0", "run c0")
+    client.log_batch(c0, metrics=[Metric("train/loss", 0.1, 1010, 10)])
+    write_sweep_record(tmp_path, {**json.loads((tmp_path / "sweep.json").read_text()), "parent_run_id": parent})
+    counts = sync_sweep(tmp_path, uri)
+    assert counts.runs_created == 1 and counts.metric_points == 12 - 1
+    assert [m.step for m in client.get_metric_history(c0, "train/loss")] == [10, 20, 30]
+    assert len(child_runs(client, experiment, parent)) == 2
