@@ -103,8 +103,12 @@ def report_command(args) -> None:
 def sync_command(args) -> None:
     from mlflow.exceptions import MlflowException
 
+    from analysis.mlflow_runs import tracking_problem
     from analysis.sync import sync_sweep
 
+    problem = tracking_problem(args.mlflow_uri)
+    if problem:
+        raise ResultsError(problem)
     print(f"syncing {args.results} into {args.mlflow_uri}")
     try:
         counts = sync_sweep(args.results, args.mlflow_uri)

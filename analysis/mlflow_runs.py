@@ -4,10 +4,21 @@ One experiment per study, one parent run per sweep (tag `priorsweep.sweep`), one
 `mlflow.parentRunId` and `priorsweep.trial_id`, the cell's id). The trial-id tag is what makes writes idempotent:
 a cell's run is found by it before one is created, so no cell ever gets two runs.
 """
+import os
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+# A dead server must fail a call in seconds, not after MLflow's default 7 retries with exponential backoff (minutes);
+# and MLflow's two printed lines per ended run would drown the sweep's own progress lines.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 SWEEP_TAG = "priorsweep.sweep"
 TRIAL_ID_TAG = "priorsweep.trial_id"
@@ -90,3 +101,27 @@ def run_url(ui_base: str, experiment: str, run_id: str) -> str:
 def ui_base_url(tracking_uri: str) -> str:
     """Where a browser finds the runs: the server itself, or `mlflow ui`'s default address for a database URI."""
     return tracking_uri if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
+def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
+    """Why MLflow at `uri` cannot be used right now (one line), or None when it answers."""
+    try:
+        if uri.startswith(("http://", "https://")):
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+                if response.status != 200:
+                    return f"MLflow tracking server at {uri} answered HTTP {response.status}"
+        elif uri.startswith("sqlite:///"):
+            directory = Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent
+            if not directory.is_dir():
+                return f"MLflow SQLite file's directory does not exist: {directory}"
+        elif uri.startswith(("postgresql", "mysql", "mssql")):
+            import sqlalchemy
+
+            sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(timeout_s)}).connect().close()
+    except (urllib.error.URLError, OSError) as error:
+        return f"cannot reach MLflow tracking server at {uri}: {getattr(error, 'reason', error)}"
+    except ImportError as error:
+        return f"tracking URI {uri} needs a database driver that is not installed: {error}"
+    except Exception as error:  # sqlalchemy's OperationalError and friends: the database refused us
+        return f"cannot open MLflow database {uri}: {str(error).splitlines()[0]}"
+    return None

@@ -12,8 +12,6 @@ import math
 import platform
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -22,7 +20,15 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from analysis.journal import JOURNAL_FILE, JournalWriter
-from analysis.mlflow_runs import child_runs, create_parent, experiment_id, flatten_params, run_url, ui_base_url
+from analysis.mlflow_runs import (
+    child_runs,
+    create_parent,
+    experiment_id,
+    flatten_params,
+    run_url,
+    tracking_problem,
+    ui_base_url,
+)
 from analysis.trial_figures import TRIAL_FIGURE_DIR, has_trial_figure, trial_figure
 from sweeps.cells import trial_cells
 from sweeps.errors import TrackingError
@@ -34,28 +40,9 @@ METRIC_PREFIXES = ("train/", "val/", "eval/")
 
 def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast (one clear line) when the tracking server or database does not answer."""
-    try:
-        if uri.startswith(("http://", "https://")):
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
-                if response.status != 200:
-                    raise TrackingError(f"MLflow tracking server at {uri} answered HTTP {response.status}")
-        elif uri.startswith("sqlite:///"):
-            directory = Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent
-            if not directory.is_dir():
-                raise TrackingError(f"MLflow SQLite file's directory does not exist: {directory}")
-        elif uri.startswith(("postgresql", "mysql", "mssql")):
-            import sqlalchemy
-
-            sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(timeout_s)}).connect().close()
-    except (urllib.error.URLError, OSError) as error:
-        raise TrackingError(f"cannot reach MLflow tracking server at {uri}: {getattr(error, 'reason', error)}") \
-            from None
-    except ImportError as error:
-        raise TrackingError(f"tracking URI {uri} needs a database driver that is not installed: {error}") from None
-    except Exception as error:  # sqlalchemy's OperationalError and friends: the database refused us
-        if isinstance(error, TrackingError):
-            raise
-        raise TrackingError(f"cannot open MLflow database {uri}: {str(error).splitlines()[0]}") from None
+    problem = tracking_problem(uri, timeout_s)
+    if problem:
+        raise TrackingError(problem)
 
 
 def _package_versions() -> dict[str, str]:

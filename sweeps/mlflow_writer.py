@@ -10,12 +10,10 @@ When the server fails the thread goes offline: it says so once, drops MLflow wri
 still renders figures, and checks the server every few seconds; when it answers again, live logging resumes and
 what was dropped is counted, so the sweep can run `sync` at its end (or print the command).
 """
-import os
 import queue
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +21,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_runs import STATUS_TAG, child_runs, create_child, log_in_batches
-
-# A dead server must fail a call in seconds, not after MLflow's default 7 retries with exponential backoff (minutes).
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-# MLflow prints two lines per ended run against a server; the sweep's own progress lines say more
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+from analysis.mlflow_runs import STATUS_TAG, child_runs, create_child, log_in_batches, tracking_problem
 
 _STOP = object()
 
@@ -208,11 +199,9 @@ class MlflowWriter:
             return False
         self._last_probe = now
         target = self.target
+        if tracking_problem(target.uri):
+            return False
         try:
-            if target.uri.startswith(("http://", "https://")):
-                with urllib.request.urlopen(target.uri.rstrip("/") + "/health", timeout=5) as response:
-                    if response.status != 200:
-                        return False
             # runs created by a write whose answer was lost are found again, so no cell gets a second run
             self.run_ids.update({cell: run for cell, run in
                                  child_runs(target.client, target.experiment, target.parent_run_id).items()

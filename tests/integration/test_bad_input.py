@@ -20,6 +20,7 @@ def run_sweep_script(tmp_path, *args):
     (["--hidden-width", "0"], "config key 'hidden_width' must be > 0"),
     (["--mlflow-uri", "http://127.0.0.1:9"], "cannot reach MLflow tracking server at http://127.0.0.1:9"),
     (["--mlflow-uri", "sqlite:////no/such/dir/mlflow.db"], "directory does not exist"),
+    (["--mlflow-uri", "postgresql://postgres@127.0.0.1:9/mlflow"], "cannot open MLflow database"),
     (["--resume", "--name", "never-ran"], "nothing to resume"),
     (["--search", "optuna"], "--search optuna tunes at one cell"),
     (["--gpus-per-trial", "1.5"], "whole number"),
@@ -55,3 +56,23 @@ def test_help_documents_every_flag():
     for flag in ("--betas", "--biases", "--seeds", "--steps", "--name", "--address", "--storage", "--mlflow-uri",
                  "--cpus-per-trial", "--gpus-per-trial", "--resume", "--out", "--search", "--preset"):
         assert flag in finished.stdout
+
+
+def test_sync_refuses_a_directory_that_is_not_a_sweep_and_an_unreachable_server(tmp_path):
+    from analysis.journal import JournalWriter
+    from analysis.load import write_sweep_record
+
+    def sync(uri):
+        return subprocess.run([sys.executable, "-m", "analysis", "sync", "--results", str(tmp_path), "--mlflow-uri",
+                               uri], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    finished = sync(f"sqlite:///{tmp_path}/mlflow.db")
+    assert finished.returncode == 2 and "no sweep record (sweep.json)" in finished.stderr.splitlines()[-1]
+    write_sweep_record(tmp_path, {"study": "bias_grid", "name": "s"})
+    journal = JournalWriter(tmp_path / "tracking.jsonl")
+    journal.start("c", "c", {})
+    journal.close()
+    finished = sync("http://127.0.0.1:9")
+    assert finished.returncode == 2, finished.stderr
+    assert finished.stderr.splitlines()[-1].startswith("error: cannot reach MLflow tracking server at http://127.0.0")
+    assert "Traceback" not in finished.stderr
