@@ -28,9 +28,13 @@ PARENT_TAG = "mlflow.parentRunId"
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000
 
 
+# MLflow 3's UI opens an experiment in its GenAI view unless the experiment says it trains models
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name)
+    return found.experiment_id if found else client.create_experiment(name, tags=EXPERIMENT_KIND)
 
 
 def find_parent(client: MlflowClient, experiment: str, sweep: str) -> str | None:

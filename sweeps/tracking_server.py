@@ -94,9 +94,12 @@ class PostgresServer:
             self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "mlflow")
         return self
 
-    def stop(self) -> None:
+    def stop(self, remove: bool = False) -> None:
+        """Stop the cluster; `remove` also deletes its data (a throwaway cluster of a test or benchmark)."""
         with contextlib.suppress(ServerError):
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        if remove:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class MlflowServer:
@@ -155,15 +158,16 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def tracking_server(directory: Path, port: int | None = None):
-    """PostgreSQL + mlflow server for the duration of a `with` block; yields the MlflowServer."""
+def tracking_server(directory: Path, port: int | None = None, keep: bool = False):
+    """PostgreSQL + mlflow server for the duration of a `with` block; yields the MlflowServer. The database is
+    deleted afterwards unless `keep` (the command line keeps it, so a restarted server has every run)."""
     postgres = PostgresServer(Path(directory) / "postgres").start()
     server = MlflowServer(postgres.uri, Path(directory) / "artifacts", port)
     try:
         yield server.start()
     finally:
         server.stop()
-        postgres.stop()
+        postgres.stop(remove=not keep)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5000, help="port of the tracking server (default: 5000)")
     args = parser.parse_args(argv)
     try:
-        with tracking_server(args.dir.resolve(), args.port) as server:
+        with tracking_server(args.dir.resolve(), args.port, keep=True) as server:
             print(f"MLflow tracking server: {server.uri}   (PostgreSQL backend, artifacts in {server.artifacts})")
             print(f"  python sweeps/bias_grid.py --mlflow-uri {server.uri} …      Ctrl-C stops it", flush=True)
             while server.process.poll() is None:
