@@ -45,7 +45,7 @@ def _rest_search(uri: str, experiment_id: str, filter_string: str) -> list[dict]
 
 
 def test_a_sweep_lands_as_one_parent_with_a_child_per_cell(server, local_ray, tmp_path):
-    assert _sweep("server-smoke", tmp_path, server.uri) == 0
+    assert _sweep("server-smoke", tmp_path, server.uri, "--log-checkpoints") == 0
     client = MlflowClient(tracking_uri=server.uri)
     parent, children = _children(client, "server-smoke")
     table = pd.read_parquet(tmp_path / "bias_grid" / "server-smoke" / "results.parquet")
@@ -65,6 +65,13 @@ def test_a_sweep_lands_as_one_parent_with_a_child_per_cell(server, local_ray, tm
         assert figure == [f"{row['trial_id']}.png"]
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"heatmap_pmi.png", "heatmap_decoder_mse.png", "report.html", "results.parquet"} <= parent_files
+    # --log-checkpoints: each trial's (population's) last checkpoint, once, on the parent
+    trials = sorted({cell.rsplit("-", 1)[0] for cell in table["trial_id"]})
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "checkpoints")] == \
+        [f"checkpoints/{trial}" for trial in trials]
+    for trial in trials:
+        assert [a.path for a in client.list_artifacts(parent.info.run_id, f"checkpoints/{trial}")] == \
+            [f"checkpoints/{trial}/population.pt"]
     local_copy = client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path))
     assert "server-smoke" in Path(local_copy).read_text() and "data:image/png;base64," in Path(local_copy).read_text()
 

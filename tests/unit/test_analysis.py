@@ -46,3 +46,28 @@ def test_heatmaps_command_writes_pngs_and_tables(tmp_path):
 def test_missing_results_is_one_clear_error(tmp_path, capsys):
     assert analysis_main(["heatmaps", "--results", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: no results table at")
+
+
+def test_report_is_one_self_contained_page_with_figures_tables_and_run_links(tmp_path):
+    import base64
+
+    from analysis.load import write_sweep_record
+    from analysis.report import write_report
+
+    trials = pd.DataFrame({"trial_id": ["t0", "t1"], "bias": [0.0, 5.0], "beta": [1.0, 1.0],
+                           "status": ["completed", "diverged"], "eval/pmi": [0.01, float("nan")],
+                           "mlflow_run_id": ["run0", ""]})
+    trials.to_parquet(tmp_path / "results.parquet")
+    pd.DataFrame({"bias": [0.0], "pmi": [0.01]}).to_csv(tmp_path / "summary.csv", index=False)
+    png = b"\x89PNG\r\n\x1a\n not really an image"
+    (tmp_path / "heatmap_pmi.png").write_bytes(png)
+    write_sweep_record(tmp_path, {"study": "bias_grid", "name": "demo-x", "status": "FINISHED",
+                                  "mlflow_uri": "http://127.0.0.1:5000", "experiment_id": "3", "parent_run_id": "p9",
+                                  "params": {"preset": "demo"}, "command": "sweeps/bias_grid.py --preset demo"})
+    page = write_report(tmp_path).read_text()
+    assert base64.b64encode(png).decode() in page  # embedded, not linked
+    assert "http://127.0.0.1:5000/#/experiments/3/runs/run0" in page  # the trial's run
+    assert "http://127.0.0.1:5000/#/experiments/3/runs/p9" in page  # the parent
+    assert page.count("href=\"http://127.0.0.1:5000/#/experiments/3/runs/") == 2  # parent and t0; t1 has no run
+    assert "1 completed" in page and "1 diverged" in page and "summary" in page and "--preset demo" in page
+    assert "src=\"http" not in page and "<script" not in page  # opens offline, runs nothing
