@@ -22,6 +22,13 @@ def load_parquet(results_dir: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Atomic (temp file + rename): a reader, or a crash, never leaves half a table."""
+    temporary = Path(path).with_suffix(".parquet.tmp")
+    frame.to_parquet(temporary, index=False)
+    os.replace(temporary, path)
+
+
 def read_sweep_record(results_dir: Path) -> dict:
     path = Path(results_dir) / SWEEP_RECORD
     return json.loads(path.read_text()) if path.exists() else {}

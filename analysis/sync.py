@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from analysis.journal import JOURNAL_FILE, CellRecord, read_journal
-from analysis.load import RESULTS_FILE, ResultsError, read_sweep_record, write_sweep_record
+from analysis.load import RESULTS_FILE, ResultsError, read_sweep_record, write_parquet, write_sweep_record
 from analysis.mlflow_runs import (
     STATUS_TAG,
     child_runs,
@@ -134,8 +134,7 @@ def _record_run_ids(results_dir: Path, record: dict, tracking_uri: str, parent: 
     table_path = results_dir / RESULTS_FILE
     if table_path.exists():
         table = pd.read_parquet(table_path)
-        table["mlflow_run_id"] = table["trial_id"].map(runs).fillna(table.get("mlflow_run_id", ""))
-        temporary = table_path.with_suffix(".parquet.tmp")
-        table.to_parquet(temporary, index=False)
-        temporary.replace(table_path)
+        known = table["trial_id"].map(runs)
+        table["mlflow_run_id"] = known.where(known.notna(), table.get("mlflow_run_id", ""))
+        write_parquet(table, table_path)
     write_sweep_record(results_dir, {**record, "mlflow_uri": tracking_uri, "parent_run_id": parent})

@@ -49,10 +49,12 @@ class MlflowTarget:
 class MlflowWriter:
     """Queue of tracking events for one sweep; `target` None renders figures only (a `--no-mlflow` sweep)."""
 
-    def __init__(self, target: MlflowTarget | None, run_ids: dict[str, str], retry_every_s: float = 5.0):
+    def __init__(self, target: MlflowTarget | None, run_ids: dict[str, str], retry_every_s: float = 5.0,
+                 batch_interval_s: float = 0.2):
         self.target = target
         self.run_ids = run_ids  # cell -> MLflow run id; shared with the results table
         self.retry_every_s = retry_every_s
+        self.batch_interval_s = batch_interval_s
         self.cells: dict[str, tuple[str, dict[str, str]]] = {}  # cell -> (run name, params), to create runs late
         self.online = target is not None
         self.dropped = 0  # MLflow writes lost to an outage: `sync` restores them from the journal
@@ -97,6 +99,9 @@ class MlflowWriter:
     # ---- the thread ------------------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
+            # a pause between drains lets events pile up into fewer, larger writes, and keeps this thread from
+            # taking the GIL from the driver's event loop at every single result
+            time.sleep(self.batch_interval_s)
             events = [self._queue.get()]
             while len(events) < 10_000:
                 try:

@@ -1,13 +1,13 @@
 """One Parquet row per finished trial, written as each trial ends (so a crashed driver loses nothing finished),
 plus one progress line per finished trial on the console."""
 import math
-import os
 import time
 from pathlib import Path
 
 import pandas as pd
 from ray.tune import Callback
 
+from analysis.load import write_parquet
 from sweeps.cells import trial_cells
 
 RESULTS_FILE = "results.parquet"
@@ -38,11 +38,8 @@ def cell_row(cell_id: str, config: dict, metrics: dict, status: str, study: str,
 
 
 def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
-    """Atomic write (temp file + rename): a reader never sees half a table."""
     frame = pd.DataFrame(rows)
-    temporary = path.with_suffix(".parquet.tmp")
-    frame.to_parquet(temporary, index=False)
-    os.replace(temporary, path)
+    write_parquet(frame, path)
     return frame
 
 

@@ -78,7 +78,8 @@ def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepTr
 
     tracking.flush()
     if len(frame):  # the table's MLflow run ids, now that every run has been created
-        frame["mlflow_run_id"] = frame["trial_id"].map(tracking.run_ids).fillna(frame["mlflow_run_id"])
+        known = frame["trial_id"].map(tracking.run_ids)
+        frame["mlflow_run_id"] = known.where(known.notna(), frame["mlflow_run_id"])
         write_table(frame.to_dict("records"), settings.out_dir / RESULTS_FILE)
     report = write_report(settings.out_dir)
     tracking.log_sweep_files((*artifacts, report.name))

@@ -20,7 +20,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "sweeps" / "bias_grid.py"
 def test_killed_driver_loses_nothing_and_resume_completes(local_ray, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     args = ["--preset", "smoke", "--name", "crash", "--out", str(tmp_path / "results"), "--mlflow-uri", uri,
-            "--steps", "3000", "--report-every", "50", "--max-concurrent-trials", "1", "--population-size", "1"]
+            "--steps", "3000", "--report-every", "500", "--max-concurrent-trials", "1", "--population-size", "1"]
     table_path = tmp_path / "results" / "bias_grid" / "crash" / "results.parquet"
     driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=tmp_path, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -28,7 +28,7 @@ def test_killed_driver_loses_nothing_and_resume_completes(local_ray, tmp_path):
     while not (table_path.exists() and len(pd.read_parquet(table_path)) >= 1):
         assert driver.poll() is None and time.time() < deadline, "the sweep ended or stalled before a trial finished"
         time.sleep(0.5)
-    time.sleep(1)  # the next trial (3,000 steps, several seconds) gets going and checkpoints, but cannot finish
+    time.sleep(1)  # the next trial (3,000 steps, several seconds) gets going but cannot finish
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started die at once
     driver.wait()
 
