@@ -4,6 +4,7 @@ Bias grid: test images, their reconstructions and prior samples (`plot/images`).
 density, generated points and the latent modes (`plot/density`, …). Drawn with matplotlib's object API (no pyplot
 state), because the tracking thread draws them while the driver goes on.
 """
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def _density_panels(row: dict, path: Path) -> Path:
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for axis, (_, title, draw) in zip(axes, panels, strict=True):
         draw(axis, row)
-        axis.set_title(title, fontsize=7)
+        axis.set_title(textwrap.fill(title, 36), fontsize=7)
         axis.set_xticks([])
         axis.set_yticks([])
     figure.suptitle(_title(row), fontsize=8)

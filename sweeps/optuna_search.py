@@ -66,6 +66,9 @@ def optuna_asha_in_sweep(settings, max_t: int, grace_period: int, seed: int, **k
     check_settings(settings)  # before the Optuna study file is created
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     settings.max_concurrent_trials = settings.max_concurrent_trials or 2
+    settings.tags.update({"optuna.sampler": f"TPE(seed={seed})", "optuna.storage": "optuna.db",
+                          "asha.max_t": str(max_t), "asha.grace_period": str(grace_period),
+                          "asha.reduction_factor": "3", "asha.time_attr": "training_iteration (reports)"})
     return optuna_asha(settings.name, f"sqlite:///{settings.out_dir / 'optuna.db'}", max_t, grace_period, seed,
                        **kwargs)
 

@@ -19,7 +19,11 @@ class SweepTracking:
         self.settings = settings
         self.out_dir: Path = settings.out_dir
         previous = read_sweep_record(self.out_dir)
-        tags = parent_tags(settings.name, {"priorsweep.study": settings.study, **settings.tags})
+        ray_settings = {"ray.cpus_per_trial": settings.cpus_per_trial, "ray.gpus_per_trial": settings.gpus_per_trial,
+                        "ray.max_failures": settings.max_failures, "ray.address": settings.address or "local",
+                        "ray.max_concurrent_trials": settings.max_concurrent_trials or "unlimited"}
+        tags = parent_tags(settings.name, {"priorsweep.study": settings.study,
+                                           **{k: str(v) for k, v in ray_settings.items()}, **settings.tags})
         self.tracker = None
         run_ids: dict[str, str] = {}
         if settings.mlflow_uri:

@@ -50,7 +50,11 @@ def test_a_sweep_lands_as_one_parent_with_a_child_per_cell(server, local_ray, tm
     parent, children = _children(client, "server-smoke")
     table = pd.read_parquet(tmp_path / "bias_grid" / "server-smoke" / "results.parquet")
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["priorsweep.preset"] == "smoke" and "version.mlflow" in parent.data.tags
+    tags = parent.data.tags
+    assert tags["priorsweep.preset"] == "smoke" and tags["priorsweep.engine"] == "population"
+    assert tags["version.mlflow"] == "3.17.2" and tags["ray.cpus_per_trial"] == "1.0"
+    assert tags["ray.max_failures"] == "2"
+    assert len(tags["mlflow.source.git.commit"]) == 40
     assert len(children) == len(table) == 4
     assert {c.info.run_id for c in children} == set(table["mlflow_run_id"])
     for child in children:
