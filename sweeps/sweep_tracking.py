@@ -64,9 +64,10 @@ class SweepTracking:
             return
         uri = self.tracker.uri
         try:
-            if not complete:
+            if not complete or self.settings.resume:
+                # an outage now, or in the run this one resumes (its writes may never have reached MLflow)
                 check_tracking_uri(uri)
-                print(f"MLflow missed {self.writer.dropped} writes during the sweep; restoring them from the journal")
+                print(f"checking MLflow against the journal ({self.writer.dropped} writes missed in this run)")
                 print(f"restored: {sync_sweep(self.out_dir, uri)}")
             self.tracker.finish(status)
             print(f"parent run: {self.tracker.parent_url()}")
