@@ -50,7 +50,7 @@ class MlflowWriter:
     """Queue of tracking events for one sweep; `target` None renders figures only (a `--no-mlflow` sweep)."""
 
     def __init__(self, target: MlflowTarget | None, run_ids: dict[str, str], retry_every_s: float = 5.0,
-                 batch_interval_s: float = 0.2):
+                 batch_interval_s: float = 1.0):
         self.target = target
         self.run_ids = run_ids  # cell -> MLflow run id; shared with the results table
         self.retry_every_s = retry_every_s
@@ -62,6 +62,7 @@ class MlflowWriter:
         self._offline_since = 0.0
         self._last_probe = 0.0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._hurry = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mlflow-writer", daemon=True)
         self._thread.start()
 
@@ -84,11 +85,14 @@ class MlflowWriter:
         """Wait until everything queued so far has been written (or dropped)."""
         done = threading.Event()
         self._queue.put(("flush", done))
+        self._hurry.set()
         done.wait(timeout_s)
+        self._hurry.clear()
 
     def close(self, timeout_s: float = 120.0) -> bool:
         """Finish the queue; True when everything reached MLflow (nothing dropped, nothing left)."""
         self._queue.put((_STOP,))
+        self._hurry.set()
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             print(f"warning: MLflow writes still pending after {timeout_s:.0f} s; the journal keeps them",
@@ -99,10 +103,10 @@ class MlflowWriter:
     # ---- the thread ------------------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            # a pause between drains lets events pile up into fewer, larger writes, and keeps this thread from
-            # taking the GIL from the driver's event loop at every single result
-            time.sleep(self.batch_interval_s)
             events = [self._queue.get()]
+            # a pause before draining lets events pile up into fewer, larger writes, and keeps this thread from
+            # taking the GIL from the driver's event loop at every single result; flush() and close() cut it short
+            self._hurry.wait(self.batch_interval_s)
             while len(events) < 10_000:
                 try:
                     events.append(self._queue.get_nowait())
