@@ -94,3 +94,16 @@ def test_both_engines_give_the_same_table(smoke_sweep, tmp_path):
     pd.testing.assert_frame_equal(single[key], population[key])
     for metric in ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo", "train/loss"):
         assert single[metric].to_numpy() == pytest.approx(population[metric].to_numpy(), rel=2e-3), metric
+
+    # that sweep ran without MLflow; `sync` puts it into a tracking store afterwards, as if it had been tracked
+    uri = f"sqlite:///{tmp_path}/later.db"
+    assert analysis_main(["sync", "--results", str(tmp_path / "bias_grid" / "single"), "--mlflow-uri", uri]) == 0
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("bias_grid").experiment_id
+    children = client.search_runs([experiment], "tags.mlflow.parentRunId != ''")
+    assert sorted(c.data.tags["priorsweep.trial_id"] for c in children) == sorted(single["trial_id"])
+    for child in children:
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "train/loss")] == [50, 100]
+        assert child.data.tags["priorsweep.status"] == "completed" and child.data.params["hidden_width"] == "32"
+    synced = pd.read_parquet(tmp_path / "bias_grid" / "single" / "results.parquet")
+    assert set(synced["mlflow_run_id"]) == {c.info.run_id for c in children}  # the table points at the new runs
