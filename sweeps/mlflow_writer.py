@@ -113,7 +113,14 @@ class MlflowWriter:
                 except queue.Empty:
                     break
             stop = any(event[0] is _STOP for event in events)
-            self._process([event for event in events if event[0] is not _STOP])
+            try:
+                self._process([event for event in events if event[0] is not _STOP])
+            except Exception as error:  # a bug here must not end tracking silently: count it, `sync` repairs
+                self.dropped += 1
+                print(f"warning: MLflow writer: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+                for event in events:  # nobody may wait forever on a flush this batch held
+                    if event[0] == "flush":
+                        event[1].set()
             if stop:
                 return
 
