@@ -167,12 +167,13 @@ class TrialTrackingCallback(Callback):
             self.journal.end(cell, status, run_status)
             self.writer.end_cell(cell, status, run_status)
             if has_trial_figure(metrics):
-                self._artifact(cell, Path(TRIAL_FIGURE_DIR) / f"{cell}.png", None,
+                self.log_artifact(cell, Path(TRIAL_FIGURE_DIR) / f"{cell}.png", None,
                                make=lambda path, row={**config, **metrics}: trial_figure(row, path))
         if self.log_checkpoints and trial.checkpoint is not None:
             self._log_checkpoint(trial)
 
-    def _artifact(self, cell: str | None, relative: Path, folder: str | None, make=None) -> None:
+    def log_artifact(self, cell: str | None, relative: Path, folder: str | None, make=None) -> None:
+        """Journal and upload a file (or folder) of the results directory; `make(path)` draws it first."""
         local = self.results_dir / relative
         self.journal.artifact(cell, str(relative), folder)
         self.writer.log_artifact(cell, local, folder, None if make is None else lambda: make(local))
@@ -187,7 +188,7 @@ class TrialTrackingCallback(Callback):
             relative = checkpoint.resolve().relative_to(self.results_dir.resolve())
         except ValueError:
             relative = checkpoint.resolve()  # journal keeps the absolute path; `sync` reads it as is
-        self._artifact(None, relative, f"checkpoints/{trial.trial_id}")
+        self.log_artifact(None, relative, f"checkpoints/{trial.trial_id}")
 
     def close(self) -> None:
         self.journal.close()

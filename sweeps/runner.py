@@ -16,9 +16,10 @@ import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
+from analysis.load import write_parquet  # noqa: E402
 from sweeps.errors import SweepError  # noqa: E402
 from sweeps.mlflow_tracking import check_tracking_uri  # noqa: E402
-from sweeps.results_table import RESULTS_FILE, ResultsTableCallback, write_table  # noqa: E402
+from sweeps.results_table import RESULTS_FILE, ResultsTableCallback  # noqa: E402
 from sweeps.sweep_tracking import SweepTracking  # noqa: E402
 
 
@@ -80,7 +81,7 @@ def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepTr
     if len(frame):  # the table's MLflow run ids, now that every run has been created
         known = frame["trial_id"].map(tracking.run_ids)
         frame["mlflow_run_id"] = known.where(known.notna(), frame["mlflow_run_id"])
-        write_table(frame.to_dict("records"), settings.out_dir / RESULTS_FILE)
+        write_parquet(frame, settings.out_dir / RESULTS_FILE)
     report = write_report(settings.out_dir)
     tracking.log_sweep_files((*artifacts, report.name))
     tracking.close("FINISHED")

@@ -52,7 +52,7 @@ class SweepTracking:
     def log_sweep_files(self, patterns: tuple[str, ...]) -> None:
         for pattern in patterns:
             for path in sorted(self.out_dir.glob(pattern)):
-                self.callback._artifact(None, path.relative_to(self.out_dir), None)
+                self.callback.log_artifact(None, path.relative_to(self.out_dir), None)
 
     def close(self, status: str) -> None:
         """End the sweep's tracking; never raises for MLflow trouble (the results are safe on disk by now)."""
