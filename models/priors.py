@@ -79,14 +79,16 @@ class _FeatureLogSumExp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor, _grad_mean_responsibility=None):
         z, features, weights, shifted, total = ctx.saved_tensors
-        grad_joint = shifted * (grad[:, None] / total)  # softmax × incoming gradient, (N, K)
+        # d log_p / d joint = softmax × incoming gradient = shifted × scale; that (N, K) product is never formed:
+        # the per-row scale moves onto the narrow (N, 2d+1) side of each product, so `shifted` is only read
+        scale = grad[:, None] / total  # (N, 1)
         grad_z = grad_weights = None
         if ctx.needs_input_grad[0]:
             d = z.shape[1]
-            grad_features = grad_joint @ weights.T  # (N, 2d+1)
+            grad_features = (shifted @ weights.T) * scale  # (N, 2d+1)
             grad_z = 2 * z * grad_features[:, :d] + grad_features[:, d:2 * d]
         if ctx.needs_input_grad[1]:
-            grad_weights = features.T @ grad_joint  # (2d+1, K)
+            grad_weights = (features * scale).T @ shifted  # (2d+1, K)
         return grad_z, grad_weights
 
 

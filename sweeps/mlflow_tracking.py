@@ -2,7 +2,7 @@
 
 `TrialTrackingCallback` runs in the driver (MLflow calls made inside trainables would not reach these runs). For
 every trial event it appends a line to the sweep's journal (`tracking.jsonl`, analysis/journal.py) and queues the
-same write for the background `MlflowWriter`, so a result costs the sweep a file append and a queue put, never a
+same write for the `MlflowWriter` process, so a result costs the sweep a file append and a queue put, never a
 round trip to the server; the journal is what `python -m analysis sync` replays when the server was down. Only
 namespaced numbers (`train/…`, `val/…`, `eval/…`) become metrics, at the trial's own `step`; no pid, timestamp or
 config noise. At a trial's end each cell gets its figure (reconstructions and samples, or the 2D density) as an
@@ -12,10 +12,10 @@ import math
 import platform
 import subprocess
 import time
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
@@ -105,7 +105,7 @@ class SweepTracker:
         return child_runs(self.client, self.experiment_id, self.parent_run_id)
 
     def target(self) -> MlflowTarget:
-        return MlflowTarget(self.client, self.uri, self.experiment_id, self.parent_run_id)
+        return MlflowTarget(self.uri, self.experiment_id, self.parent_run_id)
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_run_id, status=status)
@@ -151,7 +151,7 @@ class TrialTrackingCallback(Callback):
             values = numeric_metrics(metrics)
             if values:
                 self.journal.metrics(cell, step, timestamp, values)
-                self.writer.log_metrics(cell, [Metric(k, v, timestamp, step) for k, v in values.items()])
+                self.writer.log_metrics(cell, step, timestamp, values)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end(trial, errored=False)
@@ -168,15 +168,16 @@ class TrialTrackingCallback(Callback):
             self.writer.end_cell(cell, status, run_status)
             if has_trial_figure(metrics):
                 self.log_artifact(cell, Path(TRIAL_FIGURE_DIR) / f"{cell}.png", None,
-                               make=lambda path, row={**config, **metrics}: trial_figure(row, path))
+                                  draw=partial(trial_figure, {**config, **metrics}))
         if self.log_checkpoints and trial.checkpoint is not None:
             self._log_checkpoint(trial)
 
-    def log_artifact(self, cell: str | None, relative: Path, folder: str | None, make=None) -> None:
-        """Journal and upload a file (or folder) of the results directory; `make(path)` draws it first."""
+    def log_artifact(self, cell: str | None, relative: Path, folder: str | None, draw=None) -> None:
+        """Journal and upload a file (or folder) of the results directory; `draw(path)` (picklable: it runs in the
+        writer process) creates it first."""
         local = self.results_dir / relative
         self.journal.artifact(cell, str(relative), folder)
-        self.writer.log_artifact(cell, local, folder, None if make is None else lambda: make(local))
+        self.writer.log_artifact(cell, local, folder, None if draw is None else partial(draw, local))
 
     def _log_checkpoint(self, trial) -> None:
         """The trial's last checkpoint on the parent run under checkpoints/<trial id> (a population's is shared

@@ -140,30 +140,28 @@ def test_server_killed_mid_sweep_then_sync_restores_every_trial_exactly_once(ser
 def test_the_writer_rides_out_an_outage_without_doubling_anything(server):
     """Live logging stops when the server dies, resumes when it answers, and never writes a point twice; a cell
     first seen during the outage gets its run (with params) once the server is back."""
-    from mlflow.entities import Metric
-
     from analysis.mlflow_runs import child_runs, create_parent, experiment_id
     from sweeps.mlflow_writer import MlflowTarget, MlflowWriter
 
     client = MlflowClient(tracking_uri=server.uri)
     experiment = experiment_id(client, "writer_outage")
     parent = create_parent(client, experiment, "outage", {}, {})
-    writer = MlflowWriter(MlflowTarget(client, server.uri, experiment, parent), {}, retry_every_s=1.0)
+    writer = MlflowWriter(MlflowTarget(server.uri, experiment, parent), {}, retry_every_s=1.0)
     writer.start_cell("a", "run a", {"beta": "1"})
-    writer.log_metrics("a", [Metric("train/loss", 1.0, 0, 1)])
+    writer.log_metrics("a", 1, 0, {"train/loss": 1.0})
     writer.flush()
     assert writer.online and writer.dropped == 0
 
     server.kill()
-    writer.log_metrics("a", [Metric("train/loss", 2.0, 0, 2)])
+    writer.log_metrics("a", 2, 0, {"train/loss": 2.0})
     writer.start_cell("b", "run b", {"beta": "2"})
     writer.flush()
     assert not writer.online and writer.dropped >= 2
 
     server.start()
     time.sleep(1.2)  # past the retry interval
-    writer.log_metrics("a", [Metric("train/loss", 3.0, 0, 3)])
-    writer.log_metrics("b", [Metric("train/loss", 3.5, 0, 3)])
+    writer.log_metrics("a", 3, 0, {"train/loss": 3.0})
+    writer.log_metrics("b", 3, 0, {"train/loss": 3.5})
     writer.end_cell("b", "completed", "FINISHED")
     assert writer.close() is False  # something was lost to the outage: the sweep will sync
     assert writer.online

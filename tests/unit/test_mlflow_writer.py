@@ -1,0 +1,77 @@
+"""The MLflow writer process: what the driver queues arrives in MLflow (SQLite file), and the process never outlives
+the driver that started it."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from functools import partial
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from analysis.mlflow_runs import STATUS_TAG, create_parent, experiment_id
+from sweeps.mlflow_writer import MlflowTarget, MlflowWriter
+
+
+def _write_marker(text: str, path: Path) -> None:
+    path.write_text(text)
+
+
+def test_queued_events_arrive_as_one_run_per_cell_with_its_history_status_and_figure(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = experiment_id(client, "writer")
+    parent = create_parent(client, experiment, "sweep", {}, {})
+    writer = MlflowWriter(MlflowTarget(uri, experiment, parent), {})
+    writer.start_cell("cell_a", "beta=1", {"beta": "1"})
+    for step in (10, 20, 30):
+        writer.log_metrics("cell_a", step, 1000 + step, {"train/loss": 1.0 / step})
+    writer.end_cell("cell_a", "diverged", "FINISHED")
+    figure = tmp_path / "trials" / "cell_a.txt"
+    figure.parent.mkdir()
+    writer.log_artifact("cell_a", figure, None, make=partial(_write_marker, "drawn in the writer", figure))
+    writer.flush()
+
+    run_id = writer.run_ids["cell_a"]  # reported back by the writer process
+    run = client.get_run(run_id)
+    assert run.data.params == {"beta": "1"} and run.info.status == "FINISHED"
+    assert run.data.tags[STATUS_TAG] == "diverged" and run.data.tags["mlflow.parentRunId"] == parent
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")] == \
+        [(10, 0.1), (20, 0.05), (30, 1.0 / 30)]
+    assert figure.read_text() == "drawn in the writer"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["cell_a.txt"]
+    assert writer.close() is True
+
+
+def test_the_writer_process_ends_when_the_driver_is_killed(tmp_path):
+    driver = textwrap.dedent("""
+        import sys, time
+        from sweeps.mlflow_writer import MlflowWriter
+        writer = MlflowWriter(None, {})
+        print(writer._process.pid, flush=True)
+        time.sleep(60)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).parents[2])
+    writer_pid = int(process.stdout.readline())
+    assert _running(writer_pid)  # alive while the driver is
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not _running(writer_pid):
+            return
+        time.sleep(0.2)
+    os.kill(writer_pid, signal.SIGKILL)
+    raise AssertionError("the writer process outlived its driver")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is only reaped if this container's init does it)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
