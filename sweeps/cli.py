@@ -8,6 +8,7 @@ from pathlib import Path
 from sweeps.errors import SweepError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +82,8 @@ def settings_from_args(args, study: str, tags: dict):
 
 
 def exit_on_bad_input(main):
-    """Known input errors end with one line on stderr and exit status 2, before anything starts."""
+    """Known input errors end with one line on stderr and exit status 2, before anything starts; Ctrl-C ends with
+    status 130 and no traceback (the runner has said how to resume)."""
 
     def wrapped(argv=None) -> int:
         from trainables.config import ConfigError
@@ -91,5 +93,7 @@ def exit_on_bad_input(main):
         except (ConfigError, SweepError) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
 
     return wrapped

@@ -151,16 +151,21 @@ def main(argv=None) -> int:
                                     search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
                                     metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples,
                                     full_config=validate_config)
+    elif args.search == "none":
+        # the cells in their listed order, dataset by dataset (a Tune grid would vary the alphabetically first axis,
+        # the dataset, fastest), so each dataset's priors finish together and fill their rows of the table
+        space, listed = listed_cells(cells)
+        frame, tracking = run_sweep(settings, train_introvae, space, trial_label, len(cells), sweep_params,
+                                    search_alg=listed, num_samples=len(cells), full_config=validate_config)
     else:
         space = {**base, **{k: tune.grid_search(v) for k, v in axes.items()}}
-        if args.search == "grid":
-            space.update({k: tune.grid_search(list(v)) for k, v in BETA_GRID.items()}, seed=seeds[0])
+        space.update({k: tune.grid_search(list(v)) for k, v in BETA_GRID.items()}, seed=seeds[0])
         frame, tracking = run_sweep(settings, train_introvae, space, trial_label, len(cells), sweep_params,
                                     full_config=validate_config)
         if args.search == "grid" and len(seeds) > 1:  # phase 1 is a sweep of its own, with its own report
             write_tables(frame, settings)
             finish_sweep(frame, settings, tracking, SWEEP_ARTIFACTS)
-            settings, (frame, tracking) = run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params)
+            settings, (frame, tracking) = run_best_with_all_seeds(frame, base, seeds, settings, sweep_params)
     write_tables(frame, settings)
     return finish_sweep(frame, settings, tracking, SWEEP_ARTIFACTS)
 
@@ -168,11 +173,9 @@ def main(argv=None) -> int:
 SWEEP_ARTIFACTS = ("table_2d.*", "*.png", "results.parquet")  # the parent run's files (report.html added)
 
 
-def run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params):
+def run_best_with_all_seeds(frame, base, seeds, settings, sweep_params):
     """Phase 2 of --search grid: the lowest-KL β setting of each dataset × prior, with every seed."""
     from dataclasses import replace
-
-    from ray.tune.search import BasicVariantGenerator
 
     from sweeps.runner import run_sweep
     from trainables.introvae import train_introvae, validate_config
@@ -186,9 +189,26 @@ def run_best_with_all_seeds(frame, args, base, seeds, settings, sweep_params):
     print(f"\nbest β settings of {len(best)} dataset × prior cells, now with seeds {list(seeds)}")
     seeds_settings = replace(settings, name=settings.name + "-seeds",
                              out_dir=settings.out_dir.with_name(settings.out_dir.name + "-seeds"))
-    return seeds_settings, run_sweep(seeds_settings, train_introvae, {}, trial_label, len(configs), sweep_params,
-                                     search_alg=BasicVariantGenerator(points_to_evaluate=configs),
-                                     num_samples=len(configs), full_config=validate_config)
+    space, listed = listed_cells(configs)
+    return seeds_settings, run_sweep(seeds_settings, train_introvae, space, trial_label, len(configs), sweep_params,
+                                     search_alg=listed, num_samples=len(configs), full_config=validate_config)
+
+
+def listed_cells(cells: list[dict]):
+    """(param space, search algorithm) that run exactly `cells`, in their order (with num_samples=len(cells)).
+
+    Tune accepts a listed point only for keys its param space has, so every key becomes a choice over the values
+    the cells give it.
+    """
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    values: dict[str, list] = {}
+    for cell in cells:
+        for key, value in cell.items():
+            if value not in values.setdefault(key, []):
+                values[key].append(value)
+    return {k: tune.choice(v) for k, v in values.items()}, BasicVariantGenerator(points_to_evaluate=cells)
 
 
 def write_tables(frame, settings) -> None:

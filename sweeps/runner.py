@@ -145,9 +145,13 @@ def run_sweep(
 
     try:
         tuner.fit()
+        # Tune answers the first Ctrl-C by saving its state and returning early, with cells left unfinished
+        if len(table.rows) < total_trials:
+            raise KeyboardInterrupt
     except BaseException as error:  # Ctrl-C or a crash of the driver's loop: what finished is on disk already
         tracking.close("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
         if isinstance(error, KeyboardInterrupt):
-            print(f"interrupted: continue with --name {settings.name} --resume", file=sys.stderr)
+            print(f"interrupted: {len(table.rows)} results kept in {settings.out_dir}; continue with "
+                  f"--name {settings.name} --resume", file=sys.stderr)
         raise
     return table.frame(), tracking

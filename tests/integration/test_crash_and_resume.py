@@ -49,3 +49,33 @@ def test_killed_driver_loses_nothing_and_resume_completes(local_ray, tmp_path):
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "eval/pmi")]
         assert steps == [3000]
+
+
+def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(local_ray, tmp_path):
+    """Ctrl-C in a terminal (SIGINT to the driver's process group): Tune saves its state and returns, the sweep says
+    how to resume and exits 130 without a traceback, the parent run is marked KILLED; --resume finishes the rest."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["--preset", "smoke", "--name", "ctrl-c", "--out", str(tmp_path / "results"), "--mlflow-uri", uri,
+            "--steps", "3000", "--report-every", "500", "--max-concurrent-trials", "1", "--population-size", "1"]
+    out_dir = tmp_path / "results" / "bias_grid" / "ctrl-c"
+    driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=tmp_path, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not ((out_dir / "results.parquet").exists() and len(pd.read_parquet(out_dir / "results.parquet")) >= 1):
+        assert driver.poll() is None and time.time() < deadline, "the sweep ended or stalled before a trial finished"
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+
+    assert driver.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "--name ctrl-c --resume" in stderr
+    kept = pd.read_parquet(out_dir / "results.parquet")
+    assert 1 <= len(kept) < 4 and (kept["status"] == "completed").all()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("bias_grid")
+    [parent] = client.search_runs([experiment.experiment_id], "tags.`priorsweep.sweep` = 'ctrl-c'")
+    assert parent.info.status == "KILLED"
+
+    assert bias_grid_main([*args, "--resume"]) == 0
+    table = pd.read_parquet(out_dir / "results.parquet")
+    assert len(table) == 4 and table["trial_id"].is_unique and set(kept["trial_id"]) <= set(table["trial_id"])
