@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from analysis.heatmaps import write_heatmaps
 from analysis.load import RESULTS_FILE, ResultsError, load_mlflow, load_parquet
 from analysis.tables import write_introvae_tables
@@ -30,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     for command, experiment in ((heatmaps, "bias_grid"), (tables, "introvae")):
         source = command.add_mutually_exclusive_group(required=True)
-        source.add_argument("--results", type=Path, help="a sweep's results directory (or its results.parquet)")
+        source.add_argument("--results", type=Path, nargs="+",
+                            help="a sweep's results directory (or its results.parquet); several are read as one "
+                                 "table (a protocol run in pieces; then give --out)")
         source.add_argument("--mlflow-uri", help="tracking URI to read the sweep from, e.g. sqlite:///mlflow.db")
         command.add_argument("--experiment", default=experiment, help=f"MLflow experiment (default: {experiment})")
         command.add_argument("--sweep", help="sweep name in MLflow (default: the newest)")
@@ -55,7 +59,14 @@ def _parser() -> argparse.ArgumentParser:
 def load_results(args):
     """The results table and where outputs go; a table read from MLflow is also written there as Parquet."""
     if args.results is not None:
-        return load_parquet(args.results), args.out or (args.results if args.results.is_dir() else args.results.parent)
+        if len(args.results) > 1 and args.out is None:
+            raise ResultsError("several --results are combined into one table: say where it goes with --out")
+        frame = pd.concat([load_parquet(path) for path in args.results], ignore_index=True)
+        if len(args.results) > 1:
+            args.out.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(args.out / RESULTS_FILE, index=False)
+        first = args.results[0]
+        return frame, args.out or (first if first.is_dir() else first.parent)
     frame = load_mlflow(args.mlflow_uri, args.experiment, args.sweep)
     out = args.out or Path("results") / args.experiment / str(frame["sweep"].iloc[0])
     out.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,22 @@ def test_heatmaps_command_writes_pngs_and_tables(tmp_path):
     assert "### PMI" in tables and "### Decoder MSE" in tables
 
 
+def test_sweeps_run_in_pieces_combine_into_one_summary(tmp_path, capsys):
+    table = results_table()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    table[table["seed"] == 0].to_parquet(tmp_path / "a" / "results.parquet")
+    table[table["seed"] != 0].to_parquet(tmp_path / "b" / "results.parquet")
+    args = ["heatmaps", "--results", str(tmp_path / "a"), str(tmp_path / "b")]
+    assert analysis_main(args) == 2  # two sources, no --out: where would the combined table go?
+    assert capsys.readouterr().err.startswith("error: several --results")
+    assert analysis_main([*args, "--out", str(tmp_path / "both")]) == 0
+    summary = pd.read_csv(tmp_path / "both" / "summary.csv")
+    assert summary.loc[(summary["bias"] == 0.0) & (summary["beta"] == 0.5), "eval/pmi"].item() == \
+        pytest.approx(0.015)  # seed 0 from one sweep, seed 1 from the other
+    assert len(pd.read_parquet(tmp_path / "both" / "results.parquet")) == len(table)
+
+
 def test_missing_results_is_one_clear_error(tmp_path, capsys):
     assert analysis_main(["heatmaps", "--results", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: no results table at")
