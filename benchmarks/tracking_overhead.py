@@ -8,9 +8,9 @@ one run, against one SQLite file and against a local `mlflow server` (PostgreSQL
 Every configuration runs the same Tune sweep (a trainable that only reports: 5 namespaced metrics per result) on
 one local Ray with 2 CPUs; wall time covers Tuner.fit plus, for (c), creating the parent run and starting the writer
 process before it and draining the writer and closing the parent run after it, so what a user waits for is counted.
-One unrecorded sweep warms Ray up first; then (a) and (c) alternate over the repeats and the best time of each is
-kept (this VM's run-to-run noise is ±25%); (b), ten times slower, runs --ray-repeats times. Prints Markdown for
-benchmarks/RESULTS.md.
+Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then (a) and (c)
+alternate over the repeats and the best time of each is kept (this VM's run-to-run noise is ±25%); (b), ten times
+slower, runs --ray-repeats times. Prints Markdown for benchmarks/RESULTS.md.
 """
 import argparse
 import sys
@@ -71,7 +71,8 @@ def main() -> int:
         root = Path(scratch)
         backends = {"SQLite file": f"sqlite:///{root}/mlflow.db", "mlflow server (PostgreSQL)": server.uri}
         best: dict[tuple[str, str], float] = {}
-        run_once("none", None, root, args.trials, args.results_per_trial, "warm-up")
+        for mode in ("none", "ours"):  # Ray's workers, and the writer's forkserver (started once per driver)
+            run_once(mode, backends["SQLite file"], root, args.trials, args.results_per_trial, "warm-up")
         for repeat in range(args.repeats):
             for backend, uri in backends.items():
                 for mode in ("none", "ray", "ours") if repeat < args.ray_repeats else ("none", "ours"):

@@ -142,8 +142,7 @@ def main(argv=None) -> int:
                                     search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
                                     metric=SEARCH_METRIC, mode=SEARCH_MODE, num_samples=num_samples,
                                     full_config=validate_config)
-        report_search(frame, settings)
-        artifacts = ("results.parquet",)
+        draw, artifacts = report_search, ("results.parquet",)
     else:
         axes = {"bias": tune.grid_search(list(biases)), "seed": tune.grid_search(list(seeds))}
         if use_population:  # one trial per (bias, seed, group of β): a grid row on one device
@@ -155,9 +154,8 @@ def main(argv=None) -> int:
             trainable, param_space = train_bias_grid, {**base, **axes, "beta": tune.grid_search(list(betas))}
         frame, tracking = run_sweep(settings, trainable, param_space, trial_label, len(candidates), sweep_params,
                                     full_config=validate_config)
-        report_grid(frame, settings)
-        artifacts = ("heatmap_*.png", "summary.*", "results.parquet")
-    return finish_sweep(frame, settings, tracking, artifacts)
+        draw, artifacts = report_grid, ("heatmap_*.png", "summary.*", "results.parquet")
+    return finish_sweep(frame, settings, tracking, artifacts, draw)
 
 
 def report_grid(frame, settings) -> None:

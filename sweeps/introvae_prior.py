@@ -163,11 +163,9 @@ def main(argv=None) -> int:
         frame, tracking = run_sweep(settings, train_introvae, space, trial_label, len(cells), sweep_params,
                                     full_config=validate_config)
         if args.search == "grid" and len(seeds) > 1:  # phase 1 is a sweep of its own, with its own report
-            write_tables(frame, settings)
-            finish_sweep(frame, settings, tracking, SWEEP_ARTIFACTS)
+            finish_sweep(frame, settings, tracking, SWEEP_ARTIFACTS, write_tables)
             settings, (frame, tracking) = run_best_with_all_seeds(frame, base, seeds, settings, sweep_params)
-    write_tables(frame, settings)
-    return finish_sweep(frame, settings, tracking, SWEEP_ARTIFACTS)
+    return finish_sweep(frame, settings, tracking, SWEEP_ARTIFACTS, write_tables)
 
 
 SWEEP_ARTIFACTS = ("table_2d.*", "*.png", "results.parquet")  # the parent run's files (report.html added)

@@ -7,8 +7,8 @@ catches up when the sweep ends. It also draws the per-cell figures, off the driv
 
 The driver's side only puts small tuples on a queue (mp.Queue: a background feeder thread sends them, so a put never
 blocks on a slow writer) and reads the writer's replies (run ids as runs are created, drop counts) when it flushes.
-The writer process is forked where the platform can (instant, and it inherits the imported MLflow) and spawned
-elsewhere; it ignores Ctrl-C (the driver decides when tracking ends) and exits by itself if the driver dies.
+The writer process comes from a forkserver (see `_writer_context`); it ignores Ctrl-C (the driver decides when
+tracking ends) and exits by itself if the driver dies.
 """
 import multiprocessing
 import os
@@ -29,13 +29,26 @@ __all__ = ["MlflowTarget", "MlflowWriter"]
 WRITER_NICENESS = 19
 
 
-def _writer_main(target, run_ids, requests, hurry, replies, retry_every_s, batch_interval_s) -> None:
+def _writer_context():
+    """A forkserver where the platform has one: a clean process, started once per driver with the writer's modules
+    imported, that forks each writer; so no writer inherits the driver's threads (Ray's, MLflow's telemetry) or
+    their locks, and only the first sweep of a driver pays the imports (~2 s). Spawn elsewhere."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["sweeps.writer_engine", "analysis.trial_figures"])
+    return context
+
+
+def _writer_main(target, run_ids, requests, hurry, replies, driver_alive, retry_every_s, batch_interval_s) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(WRITER_NICENESS)
     except OSError:
         pass
-    WriterEngine(target, run_ids, requests, hurry, replies, retry_every_s, batch_interval_s).run()
+    if not WriterEngine(target, run_ids, requests, hurry, replies, driver_alive, retry_every_s,
+                        batch_interval_s).run():
+        replies.cancel_join_thread()  # the driver is gone: exit without waiting to deliver replies nobody reads
 
 
 class MlflowWriter:
@@ -48,16 +61,19 @@ class MlflowWriter:
         self.dropped = 0  # MLflow writes lost to an outage or a failure: `sync` restores them from the journal
         self.online = target is not None
         self._stopped = False
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        context = _writer_context()
         self._requests = context.Queue()
+        self._requests.cancel_join_thread()  # at exit, never wait on a writer that stopped reading (journal has all)
         self._replies = context.Queue()
         self._hurry = context.Event()
+        # the writer's way to notice a driver that died without close(): this end stays here, and only here
+        driver_alive, self._alive = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_writer_main, name="priorsweep-mlflow-writer", daemon=True,
-            args=(target, dict(run_ids), self._requests, self._hurry, self._replies, retry_every_s,
+            args=(target, dict(run_ids), self._requests, self._hurry, self._replies, driver_alive, retry_every_s,
                   batch_interval_s))
         self._process.start()
+        driver_alive.close()
         self._tokens = 0
 
     # ---- called from the driver's callbacks (cheap: a queue put) ---------------------------------------------------
@@ -77,8 +93,11 @@ class MlflowWriter:
         `make` runs in the writer process, so it must pickle (a module-level function or a partial of one)."""
         try:
             pickle.dumps(make)  # the queue's feeder thread would only log an unpicklable event and drop it
-        except Exception as error:
-            print(f"warning: cannot hand the drawing of {local.name} to the writer: {error}", file=sys.stderr)
+        except Exception:
+            try:  # then draw it here, in the driver
+                make()
+            except Exception as error:
+                print(f"warning: could not draw {local.name}: {error}", file=sys.stderr)
             make = None
         self._requests.put(("artifact", cell, local, folder, make))
 

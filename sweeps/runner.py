@@ -18,6 +18,7 @@ from ray import tune  # noqa: E402
 
 from analysis.load import write_parquet  # noqa: E402
 from sweeps.errors import SweepError  # noqa: E402
+from sweeps.interrupt_watch import InterruptWatch  # noqa: E402
 from sweeps.mlflow_tracking import check_tracking_uri  # noqa: E402
 from sweeps.results_table import RESULTS_FILE, ResultsTableCallback  # noqa: E402
 from sweeps.sweep_tracking import SweepTracking  # noqa: E402
@@ -72,18 +73,25 @@ def connect_ray(address: str | None) -> None:
 
 
 def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepTracking,
-                 artifacts: tuple[str, ...]) -> int:
-    """Report, log the sweep's files to its parent run, close tracking, print the summary; exit status 1 if any
-    trial errored. The caller has drawn the study's figures into settings.out_dir."""
+                 artifacts: tuple[str, ...], draw=None) -> int:
+    """The study's figures and tables (`draw(frame, settings)`), the report, the sweep's files on its parent run,
+    tracking closed, the summary printed; exit status 1 if any trial errored. Should any of it fail, tracking is
+    still closed (FAILED), so what the writer holds reaches MLflow and the parent run is not left RUNNING."""
     from analysis.report import write_report
 
-    tracking.flush()
-    if len(frame):  # the table's MLflow run ids, now that every run has been created
-        known = frame["trial_id"].map(tracking.run_ids)
-        frame["mlflow_run_id"] = known.where(known.notna(), frame["mlflow_run_id"])
-        write_parquet(frame, settings.out_dir / RESULTS_FILE)
-    report = write_report(settings.out_dir)
-    tracking.log_sweep_files((*artifacts, report.name))
+    try:
+        if draw is not None:
+            draw(frame, settings)
+        tracking.flush()
+        if len(frame):  # the table's MLflow run ids, now that every run has been created
+            known = frame["trial_id"].map(tracking.run_ids)
+            frame["mlflow_run_id"] = known.where(known.notna(), frame["mlflow_run_id"])
+            write_parquet(frame, settings.out_dir / RESULTS_FILE)
+        report = write_report(settings.out_dir)
+        tracking.log_sweep_files((*artifacts, report.name))
+    except BaseException:
+        tracking.close("FAILED")
+        raise
     tracking.close("FINISHED")
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     print(f"\n{len(frame)} results ({', '.join(f'{v} {k}' for k, v in counts.items())})")
@@ -119,7 +127,8 @@ def run_sweep(
     tracking = SweepTracking(settings, trial_label, early_stopped, sweep_params, full_config)
     table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
                                  total_trials, early_stopped, tracking.run_ids)
-    callbacks = [tracking.callback, table]
+    interrupt = InterruptWatch()
+    callbacks = [tracking.callback, table, interrupt]
 
     connect_ray(settings.address)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
@@ -145,8 +154,7 @@ def run_sweep(
 
     try:
         tuner.fit()
-        # Tune answers the first Ctrl-C by saving its state and returning early, with cells left unfinished
-        if len(table.rows) < total_trials:
+        if interrupt.interrupted:  # Tune answered Ctrl-C by saving its state and returning early
             raise KeyboardInterrupt
     except BaseException as error:  # Ctrl-C or a crash of the driver's loop: what finished is on disk already
         tracking.close("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")

@@ -55,7 +55,10 @@ class SweepTracking:
                 self.callback.log_artifact(None, path.relative_to(self.out_dir), None)
 
     def close(self, status: str) -> None:
-        """End the sweep's tracking; never raises for MLflow trouble (the results are safe on disk by now)."""
+        """End the sweep's tracking (once; later calls do nothing); never raises for MLflow trouble (the results
+        are safe on disk by now)."""
+        if self.record["status"] != "RUNNING":
+            return
         complete = self.writer.close()
         self.callback.close()
         self.record["status"] = status

@@ -13,7 +13,6 @@ Requests (tuples, from the driver): ("start", cell, run name, params), ("metrics
 ("end", cell, status, run status), ("artifact", cell, local path, folder, make), ("flush", token), ("stop",).
 Replies: ("run", cell, run id) as runs are created, ("flushed", token, dropped, online), ("stopped", dropped, online).
 """
-import os
 import queue
 import sys
 import time
@@ -26,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from analysis.mlflow_runs import STATUS_TAG, child_runs, create_child, log_in_batches, tracking_problem
 
-PARENT_CHECK_S = 2.0  # how often an idle loop checks that the sweep that started it is still alive
+DRIVER_CHECK_S = 2.0  # how often an idle loop checks that the sweep that started it is still alive
 
 
 @dataclass
@@ -50,21 +49,11 @@ class MlflowTarget:
     parent_run_id: str
 
 
-def _drop_inherited_connections(client: MlflowClient) -> None:
-    """A forked writer inherits the driver's MLflow store (cached per URI) with its pool of database connections,
-    which the driver goes on using; SQLAlchemy's rule for a forked process is to drop that pool without closing it."""
-    engine = getattr(client._tracking_client.store, "engine", None)
-    if engine is not None:
-        engine.dispose(close=False)
-
-
 class WriterEngine:
     def __init__(self, target: MlflowTarget | None, run_ids: dict[str, str], requests, hurry, replies,
-                 retry_every_s: float, batch_interval_s: float):
+                 driver_alive, retry_every_s: float, batch_interval_s: float):
         self.target = target
         self.client = MlflowClient(tracking_uri=target.uri) if target else None
-        if self.client is not None:
-            _drop_inherited_connections(self.client)
         self.run_ids = dict(run_ids)  # cell -> MLflow run id
         self.requests, self.hurry, self.replies = requests, hurry, replies
         self.retry_every_s = retry_every_s
@@ -74,13 +63,14 @@ class WriterEngine:
         self.dropped = 0  # MLflow writes lost to an outage: `sync` restores them from the journal
         self._offline_since = 0.0
         self._last_probe = 0.0
-        self._parent_pid = os.getppid()
+        self._driver_alive = driver_alive  # read end of a pipe only the driver writes to: EOF when it is gone
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Serve requests until ("stop",) (True) or until the driver is gone (False)."""
         while True:
             first = self._next_request()
             if first is None:  # the sweep's process is gone: nobody will read what we would write
-                return
+                return False
             events = [first]
             # a pause before draining lets events pile up into fewer, larger writes; flush() and close() cut it short
             self.hurry.wait(self.batch_interval_s)
@@ -100,14 +90,14 @@ class WriterEngine:
                         self.replies.put(("flushed", event[1], self.dropped, self.online))
             if stop:
                 self.replies.put(("stopped", self.dropped, self.online))
-                return
+                return True
 
     def _next_request(self) -> tuple | None:
         while True:
             try:
-                return self.requests.get(timeout=PARENT_CHECK_S)
+                return self.requests.get(timeout=DRIVER_CHECK_S)
             except queue.Empty:
-                if os.getppid() != self._parent_pid:
+                if self._driver_alive.poll():  # readable means EOF: the driver never writes to it
                     return None
 
     def _process(self, events: list[tuple]) -> None:
@@ -160,9 +150,10 @@ class WriterEngine:
         if cell not in self.run_ids and cell in self.cells and self.target is not None:
             name, params = self.cells[cell]
             target = self.target
-            run_id = self._call(lambda: create_child(self.client, target.experiment, target.parent_run_id,
-                                                     cell, name))
-            if run_id:
+            # _call may find the server back first and re-read the parent's children: the run may exist by then
+            run_id = self._call(lambda: self.run_ids.get(cell) or create_child(
+                self.client, target.experiment, target.parent_run_id, cell, name))
+            if run_id and cell not in self.run_ids:
                 self.run_ids[cell] = run_id
                 self.replies.put(("run", cell, run_id))
                 pending.setdefault(cell, _Pending()).params.extend(Param(k, v) for k, v in params.items())
