@@ -195,6 +195,6 @@ class TrialTrackingCallback(Callback):
         self.journal.close()
 
     def __getstate__(self) -> dict:
-        """Ray pickles the run config, callbacks included, into tuner.pkl; an open file and a thread cannot go.
+        """Ray pickles the run config, callbacks included, into tuner.pkl; an open file and a process handle cannot go.
         Nothing is lost: `run_sweep` gives a restored Tuner fresh callbacks."""
         return {k: v for k, v in self.__dict__.items() if k not in ("journal", "writer")}
