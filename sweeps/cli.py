@@ -9,6 +9,7 @@ from sweeps.errors import SweepError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+PROGRESS_EVERY_S = 60.0  # seconds between progress lines of running trials (sweeps/progress.py)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                        help="restarts of a failed trial from its last checkpoint (default: 2)")
     where.add_argument("--max-concurrent-trials", type=int, default=None,
                        help="cap on trials running at once (default: as many as resources allow)")
+    where.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="SECONDS",
+                       help="seconds between progress lines of the running trials (step, rate, time left; "
+                       f"default: {PROGRESS_EVERY_S:g}; 0: at every report)")
     tracking = parser.add_argument_group("tracking")
     tracking.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
                           help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
@@ -77,7 +81,8 @@ def settings_from_args(args, study: str, tags: dict):
         study=study, name=name, out_dir=out_dir, storage=storage, address=args.address,
         mlflow_uri=None if args.no_mlflow else args.mlflow_uri, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, resume=args.resume, max_failures=args.max_failures,
-        max_concurrent_trials=args.max_concurrent_trials, log_checkpoints=args.log_checkpoints, tags=tags,
+        max_concurrent_trials=args.max_concurrent_trials, log_checkpoints=args.log_checkpoints,
+        progress_every_s=args.progress_every, tags=tags,
     )
 
 

@@ -17,9 +17,11 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from analysis.load import write_parquet  # noqa: E402
+from sweeps.cli import PROGRESS_EVERY_S  # noqa: E402
 from sweeps.errors import SweepError  # noqa: E402
 from sweeps.interrupt_watch import InterruptWatch  # noqa: E402
 from sweeps.mlflow_tracking import check_tracking_uri  # noqa: E402
+from sweeps.progress import ProgressCallback  # noqa: E402
 from sweeps.results_table import RESULTS_FILE, ResultsTableCallback  # noqa: E402
 from sweeps.sweep_tracking import SweepTracking  # noqa: E402
 
@@ -38,6 +40,7 @@ class SweepSettings:
     max_failures: int = 2
     max_concurrent_trials: int | None = None
     log_checkpoints: bool = False  # each trial's last checkpoint as an artifact of the parent run
+    progress_every_s: float = PROGRESS_EVERY_S  # seconds between progress lines of running trials
     tags: dict = field(default_factory=dict)  # extra parent-run tags (preset, search settings, …)
 
     @property
@@ -49,6 +52,8 @@ def check_settings(settings: SweepSettings) -> None:
     """Everything that can be known wrong before Ray starts."""
     if settings.cpus_per_trial <= 0 or settings.gpus_per_trial < 0:
         raise SweepError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if settings.progress_every_s < 0:
+        raise SweepError(f"--progress-every must be >= 0 seconds, got {settings.progress_every_s:g}")
     if settings.gpus_per_trial > 1 and not float(settings.gpus_per_trial).is_integer():
         raise SweepError(f"--gpus-per-trial above 1 must be a whole number, got {settings.gpus_per_trial}")
     if settings.mlflow_uri:
@@ -128,7 +133,7 @@ def run_sweep(
     table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
                                  total_trials, early_stopped, tracking.run_ids)
     interrupt = InterruptWatch()
-    callbacks = [tracking.callback, table, interrupt]
+    callbacks = [tracking.callback, table, ProgressCallback(trial_label, settings.progress_every_s), interrupt]
 
     connect_ray(settings.address)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
@@ -139,7 +144,7 @@ def run_sweep(
         callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        verbose=0,  # one line per finished trial comes from ResultsTableCallback
+        verbose=0,  # our own lines: ResultsTableCallback per finished trial, ProgressCallback for running ones
     )
     if settings.resume:
         tuner = tune.Tuner.restore(settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True,

@@ -43,7 +43,8 @@ def report_until_done(run, total_steps: int, report_every: int, device: torch.de
             run.restore(directory)
     elif on_fresh_start is not None:
         on_fresh_start()
-    context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids())}
+    # total_steps: the budget, for the driver's progress lines (sweeps/progress.py)
+    context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids()), "total_steps": total_steps}
     while run.step < total_steps:
         try:
             interval = run.train_interval(min(report_every, total_steps - run.step))

@@ -24,6 +24,7 @@ def run_sweep_script(tmp_path, *args):
     (["--resume", "--name", "never-ran"], "nothing to resume"),
     (["--search", "optuna"], "--search optuna tunes at one cell"),
     (["--gpus-per-trial", "1.5"], "whole number"),
+    (["--progress-every", "-1"], "--progress-every must be >= 0 seconds"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     finished = run_sweep_script(tmp_path, *args)

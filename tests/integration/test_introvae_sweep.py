@@ -11,10 +11,14 @@ from sweeps.introvae_prior import main as introvae_main
 pytestmark = pytest.mark.integration
 
 
-def test_smoke_sweep_writes_table_figure_and_runs(local_ray, tmp_path):
+def test_smoke_sweep_writes_table_figure_and_runs(local_ray, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert introvae_main(["--preset", "smoke", "--prior", "standard", "mog", "vamp", "--name", "s",
-                          "--out", str(tmp_path), "--mlflow-uri", uri]) == 0
+                          "--out", str(tmp_path), "--mlflow-uri", uri, "--progress-every", "0"]) == 0
+    # running trials show their step out of the budget, rate and time left at every report
+    progress = [line for line in capsys.readouterr().out.splitlines() if "steps/s" in line]
+    assert any("8gaussians mog seed=0 num_components=8: step 30/60 (50%)" in line and "left" in line
+               and "eval/kl" in line for line in progress), progress
     out = tmp_path / "introvae" / "s"
     table = pd.read_parquet(out / "results.parquet")
     assert sorted(table["prior"]) == ["mog", "standard", "vamp"] and (table["status"] == "completed").all()
