@@ -10,6 +10,7 @@ blocks on a slow writer) and reads the writer's replies (run ids as runs are cre
 The writer process comes from a forkserver (see `_writer_context`); it ignores Ctrl-C (the driver decides when
 tracking ends) and exits by itself if the driver dies.
 """
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -17,6 +18,7 @@ import queue
 import signal
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +40,20 @@ def _writer_context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["sweeps.writer_engine", "analysis.trial_figures"])
     return context
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """While a writer starts, an empty `__main__`: forkserver and spawn children otherwise re-run the driver's main
+    script (all of it, if it lacks an `if __name__ == "__main__"` guard, e.g. a script that starts a sweep at its
+    top level, which would start again in the writer). The writer needs nothing from that script: its target and
+    arguments live in importable modules. The module is swapped only for the synchronous start() call."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _writer_main(target, run_ids, requests, hurry, replies, driver_alive, retry_every_s, batch_interval_s) -> None:
@@ -72,7 +88,8 @@ class MlflowWriter:
             target=_writer_main, name="priorsweep-mlflow-writer", daemon=True,
             args=(target, dict(run_ids), self._requests, self._hurry, self._replies, driver_alive, retry_every_s,
                   batch_interval_s))
-        self._process.start()
+        with _main_module_hidden():
+            self._process.start()
         driver_alive.close()
         self._tokens = 0
 

@@ -75,3 +75,23 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return fields[0] != "Z"
+
+
+def test_a_driver_script_without_a_main_guard_runs_once(tmp_path):
+    # multiprocessing's forkserver and spawn re-run the parent's main script in every child unless it is guarded by
+    # `if __name__ == "__main__"`; a sweep started at a script's top level must not be started again by its writer
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded_sweep.py"
+    script.write_text(textwrap.dedent(f"""
+        from pathlib import Path
+        from sweeps.mlflow_writer import MlflowWriter
+        with open({str(marker)!r}, "a") as runs:
+            runs.write("ran\\n")
+        writer = MlflowWriter(None, {{}})
+        writer.flush(timeout_s=30)
+        assert writer.close() is True
+    """))
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).parents[2])
+    assert finished.returncode == 0, finished.stderr
+    assert marker.read_text() == "ran\n", finished.stderr
