@@ -112,6 +112,13 @@ class BiasGridData:
         c = self.config
         return PmiProtocol(c["pmi_epochs"], c["pmi_batch_size"], c["pmi_learning_rate"])
 
+    @torch.no_grad()
+    def pmi_of(self, model) -> float:
+        """PMI of one model (MlpVae) on the test set, with this seed's fit: the baseline at initialisation."""
+        model.eval()
+        mu, _ = model.encode(self.test_set.images)  # (N, d)
+        return float(pmi(mu, self.test_set.latents, self.pmi_generator(), self.pmi_protocol()))
+
     def state_dict(self) -> dict:
         return {"stream": self.stream.state_dict(), "noise": self.noise.get_state()}
 
@@ -169,13 +176,9 @@ class BiasGridRun:
             "val/kl": float(parts["kl"]),
         }
 
-    @torch.no_grad()
     def measure_baseline(self) -> float:
         """PMI of this very model at its random initialisation (the write-up's reference point)."""
-        self.model.eval()
-        test_set = self.data.test_set
-        mu, _ = self.model.encode(test_set.images)
-        self.pmi_baseline = float(pmi(mu, test_set.latents, self.data.pmi_generator(), self.data.pmi_protocol()))
+        self.pmi_baseline = self.data.pmi_of(self.model)
         return self.pmi_baseline
 
     @torch.no_grad()

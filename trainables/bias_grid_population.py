@@ -21,7 +21,7 @@ from trainables.bias_grid import FIELDS as SINGLE_FIELDS
 from trainables.bias_grid import STUDY, BiasGridData
 from trainables.bias_grid import validate_config as validate_single
 from trainables.config import Field, validate
-from trainables.metrics.recovery import example_images, pmi, recovery_scores
+from trainables.metrics.recovery import example_images, recovery_scores
 from trainables.optim import adam
 from trainables.trial_loop import report_until_done, trial_device
 
@@ -120,14 +120,10 @@ class BiasGridPopulationRun:
         return [{"val/neg_elbo": neg_elbo[m], "val/loss": float(parts["loss"][m]), "val/kl": float(parts["kl"][m])}
                 for m in range(self.size)]
 
-    @torch.no_grad()
     def measure_baseline(self) -> float:
-        """PMI at initialisation: every member starts from the seed's weights, so one value serves all."""
-        self.model.eval()
-        test_set = self.data.test_set
-        mu, _ = self.model.encode(test_set.images)  # (P, N, d)
-        self.pmi_baseline = float(pmi(mu[:1], test_set.latents, self.data.pmi_generator(),
-                                      self.data.pmi_protocol())[0])
+        """PMI at initialisation: every member starts from the seed's weights, so one value serves all (measured on
+        member 0 alone, not on a population pass of which only one member would be used)."""
+        self.pmi_baseline = self.data.pmi_of(self.model.member(0))
         return self.pmi_baseline
 
     @torch.no_grad()
