@@ -39,10 +39,9 @@ def trial_progress(step: int, total: int, rate: float, metrics: dict) -> str:
 
 
 class ProgressCallback(Callback):
-    def __init__(self, label, every_s: float, clock=time.monotonic):
+    def __init__(self, label, every_s: float):
         self.label = label  # cell config -> its name, as in the results table
         self.every_s = every_s
-        self.clock = clock
         self.latest: dict[str, tuple[str, str]] = {}  # trial id -> (label, progress text)
         self.previous: dict[str, tuple[int, float]] = {}  # trial id -> (step, time_total_s) of its last result
         self.last_print: float | None = None
@@ -61,7 +60,7 @@ class ProgressCallback(Callback):
         metrics = result if "population" not in result else {}  # a population's figures are per member
         self.latest[trial.trial_id] = (self._label(trial),
                                        trial_progress(step, int(result.get("total_steps", 0)), rate, metrics))
-        now = self.clock()
+        now = time.monotonic()
         if self.last_print is not None and now - self.last_print < self.every_s:
             return
         self.last_print = now
