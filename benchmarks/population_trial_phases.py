@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Where a population trial's time goes: construction, PMI baseline, training, validation, checkpoints and the final
+evaluation of one bias-grid population (7 β, 2,000 steps, reports every 500: the throughput benchmark's trial),
+without Ray, on one thread.
+
+  .venv/bin/python benchmarks/population_trial_phases.py [--width 256] [--steps 2000]
+"""
+import argparse
+import tempfile
+import time
+
+import torch
+
+from trainables.bias_grid_population import BiasGridPopulationRun
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--report-every", type=int, default=500)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    seconds: dict[str, float] = {}
+    last = time.perf_counter()
+
+    def mark(phase: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        seconds[phase] = seconds.get(phase, 0.0) + now - last
+        last = now
+
+    run = BiasGridPopulationRun({"betas": [0.1, 0.25, 0.5, 1, 2, 4, 8], "hidden_width": args.width, "bias": 5.0,
+                                 "steps": args.steps, "report_every": args.report_every})
+    mark("construct")
+    run.measure_baseline()
+    mark("baseline")
+    while run.step < args.steps:
+        run.train_interval(min(args.report_every, args.steps - run.step))
+        mark("train")
+        run.validation()
+        mark("validation")
+        with tempfile.TemporaryDirectory() as directory:
+            run.save(directory)
+        mark("save")
+    run.evaluate()
+    mark("evaluate")
+    total = sum(seconds.values())
+    print(f"width {args.width}: " + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in seconds.items())
+          + f"; total {total:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
