@@ -1,6 +1,10 @@
-"""Grid cells of a trial. A trial is one cell, or, on the population engine (trainables/bias_grid_population.py),
-one cell per member: its result carries a `population` list of member metrics, its config a `betas` list.
-Tracking and the results table work per cell, so a cell looks the same whichever engine ran it."""
+"""Grid cells of a trial, and the results-table row of one. A trial is one cell, or, on the population engine
+(trainables/bias_grid_population.py), one cell per member: its result carries a `population` list of member
+metrics, its config a `betas` list. Tracking and the results table work per cell, so a cell looks the same
+whichever engine ran it. Ray-free, so benchmarks/run_cells.py writes the same rows where Ray is not installed."""
+import math
+
+TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/", "plot/")  # plot/*: small arrays for figures
 
 
 def trial_cells(trial_id: str, config: dict, result: dict | None) -> list[tuple[str, dict, dict]]:
@@ -13,3 +17,14 @@ def trial_cells(trial_id: str, config: dict, result: dict | None) -> list[tuple[
     base = {k: v for k, v in config.items() if k != "betas"}
     return [(f"{trial_id}-{m}", {**base, "beta": beta}, {**common, **member})
             for m, (beta, member) in enumerate(zip(config["betas"], members, strict=True))]
+
+
+def cell_row(cell_id: str, config: dict, metrics: dict, status: str, study: str, sweep: str,
+             mlflow_run_id: str | None) -> dict:
+    row = {"study": study, "sweep": sweep, "trial_id": cell_id, "status": status,
+           "mlflow_run_id": mlflow_run_id or "", "wall_time_s": float(metrics.get("time_total_s", math.nan)),
+           "step": metrics.get("step", 0), "diverged_at_step": metrics.get("diverged_at_step", -1),
+           "device": metrics.get("device", ""), "gpu_ids": metrics.get("gpu_ids", "")}
+    row.update({k: v for k, v in config.items() if not isinstance(v, dict)})
+    row.update({k: v for k, v in metrics.items() if k.startswith(TABLE_METRIC_PREFIXES)})
+    return row

@@ -1,6 +1,5 @@
 """One Parquet row per finished trial, written as each trial ends (so a crashed driver loses nothing finished),
 plus one progress line per finished trial on the console."""
-import math
 import time
 from pathlib import Path
 
@@ -8,10 +7,9 @@ import pandas as pd
 from ray.tune import Callback
 
 from analysis.load import write_parquet
-from sweeps.cells import trial_cells
+from sweeps.cells import cell_row, trial_cells
 
 RESULTS_FILE = "results.parquet"
-TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/", "plot/")  # plot/*: small arrays for figures
 # the figures a progress line shows, where the study reports them
 HEADLINE_KEYS = ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo", "eval/kl", "eval/jsd",
                  "eval/gnelbo", "eval/active_modes")
@@ -24,17 +22,6 @@ def cell_status(trial, metrics: dict, early_stopped, errored: bool) -> str:
     if trial.trial_id in early_stopped:
         return "pruned"
     return metrics.get("status", "completed")
-
-
-def cell_row(cell_id: str, config: dict, metrics: dict, status: str, study: str, sweep: str,
-             mlflow_run_id: str | None) -> dict:
-    row = {"study": study, "sweep": sweep, "trial_id": cell_id, "status": status,
-           "mlflow_run_id": mlflow_run_id or "", "wall_time_s": float(metrics.get("time_total_s", math.nan)),
-           "step": metrics.get("step", 0), "diverged_at_step": metrics.get("diverged_at_step", -1),
-           "device": metrics.get("device", ""), "gpu_ids": metrics.get("gpu_ids", "")}
-    row.update({k: v for k, v in config.items() if not isinstance(v, dict)})
-    row.update({k: v for k, v in metrics.items() if k.startswith(TABLE_METRIC_PREFIXES)})
-    return row
 
 
 def write_table(rows: list[dict], path: Path) -> pd.DataFrame:

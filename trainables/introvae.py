@@ -111,6 +111,7 @@ class IntroVaeRun:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])  # network initialisation only
             self.model = MlpVae(MlpVaeConfig(2, config["latent_dim"], config["hidden_width"], config["hidden_depth"]))
+            self.model.to(self.device)  # before the prior: a data-initialised prior encodes device-side batches
             self.model.prior = self._initial_prior()
         self.model.to(self.device)
         self.optimisers = {name: self._adam(module) for name, module in self._players().items()}
@@ -127,7 +128,8 @@ class IntroVaeRun:
             return StandardNormalPrior(c["latent_dim"])
         k = c["num_components"]
         if c["prior"] == "vamp":
-            pseudo = self.sample_batch(k) if c["prior_init"] == "data" else torch.randn(k, 2, generator=self.generator)
+            pseudo = (self.sample_batch(k) if c["prior_init"] == "data"
+                      else torch.randn(k, 2, generator=self.generator, device=self.device))
             return VampPrior(pseudo, c["latent_dim"], self.model.encoder, c["learnable_weights"])
         prior = MixtureOfGaussiansPrior(k, c["latent_dim"], c["learnable_weights"], generator=self.generator)
         if c["prior_init"] == "data":
@@ -251,7 +253,7 @@ class IntroVaeRun:
             active, entropy = density2d.mode_usage(prior.log_weights(), responsibility)
             metrics.update({"eval/active_modes": active, "eval/assignment_entropy": entropy})
         image = density2d.density_image(lambda g: density2d.negative_elbo(self.model, g, self.generator), half,
-                                        c["density_image"])
+                                        c["density_image"], self.device)
         metrics["eval/final_evaluation_seconds"] = time.perf_counter() - started
         t = self.timing
         metrics["eval/warmup_iterations_per_second"] = t["warmup_iterations"] / max(t["warmup_seconds"], 1e-9)
@@ -296,13 +298,15 @@ class IntroVaeRun:
                                         weights_only=False))
 
 
-def train_introvae(config: dict) -> None:
-    """Ray Tune function trainable for one Soft-IntroVAE run."""
+def introvae_report(run: IntroVaeRun, train: dict, finished: bool) -> dict:
+    """A report's metrics: the interval's train/*, the histogram metrics, and at the end the final evaluation."""
+    return {**train, **(run.evaluate_final() if finished else run.evaluate_histograms())}
+
+
+def train_introvae(config: dict, sink=None) -> None:
+    """Ray Tune function trainable for one Soft-IntroVAE run (`sink`: where reports go outside Tune)."""
     config = validate_config(config)
     device = trial_device(config["device"])
     run = IntroVaeRun(config, device)
-
-    def build_report(train: dict, finished: bool) -> dict:
-        return {**train, **(run.evaluate_final() if finished else run.evaluate_histograms())}
-
-    report_until_done(run, config["iterations"], config["report_every"], device, build_report)
+    report_until_done(run, config["iterations"], config["report_every"], device,
+                      lambda train, finished: introvae_report(run, train, finished), sink=sink)

@@ -1,10 +1,21 @@
-"""Where a trial runs: its device (GPU when it was given one, else CPU) and its CPU thread budget."""
+"""Where a trial runs: its device (GPU when it was given one, else CPU) and its CPU thread budget.
+
+Ray is looked up only when asked, so the Ray-free run cores (BiasGridRun, BiasGridPopulationRun, IntroVaeRun) also
+import and run where Ray is not installed (a GPU machine running benchmarks/run_cells.py)."""
 import logging
 
-import ray
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+def running_ray():
+    """The ray module when this process belongs to a running Ray session, else None (also where Ray is missing)."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    return ray if ray.is_initialized() else None
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -27,14 +38,14 @@ def quiet_ray_worker_logs() -> None:
 
 
 def assigned_gpu_ids() -> list[str]:
-    return [str(i) for i in ray.get_gpu_ids()] if ray.is_initialized() else []
+    ray = running_ray()
+    return [str(i) for i in ray.get_gpu_ids()] if ray else []
 
 
 def use_assigned_cpus() -> int:
     """Limit torch's intra-op threads to the CPUs Ray granted this trial (so parallel trials don't oversubscribe)."""
-    cpus = 0.0
-    if ray.is_initialized():
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+    ray = running_ray()
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0) if ray else 0.0
     threads = max(1, int(cpus)) if cpus else torch.get_num_threads()
     torch.set_num_threads(threads)
     return threads

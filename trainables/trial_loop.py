@@ -1,13 +1,14 @@
-"""The report loop every Tune trial shares: restore or start, train an interval, evaluate, checkpoint, report.
+"""The report loop every trial shares: restore or start, train an interval, evaluate, checkpoint, report.
 
 A study's run object (BiasGridRun, IntroVaeRun) provides `step`, `train_interval(n)` (raising Diverged on a
-non-finite loss), `save(dir)` and `restore(dir)`; the study says what to evaluate after each interval.
+non-finite loss), `save(dir)` and `restore(dir)`; the study says what to evaluate after each interval. Where the
+reports go is the sink's business: Tune's (checkpoint + `tune.report`) inside a Ray trial, or any object with the
+same two methods outside Ray (benchmarks/run_cells.py).
 """
 import tempfile
 from collections.abc import Callable
 
 import torch
-from ray import tune
 
 from trainables.runtime import assigned_gpu_ids, quiet_ray_worker_logs, resolve_device, use_assigned_cpus
 
@@ -20,6 +21,30 @@ class Diverged(RuntimeError):
         self.step = step
 
 
+class TuneSink:
+    """Reports to Ray Tune, each with a checkpoint of the run; a restarted trial resumes from the last one."""
+
+    def restore(self, run) -> bool:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return False
+        with checkpoint.as_directory() as directory:
+            run.restore(directory)
+        return True
+
+    def report(self, metrics: dict, run, checkpoint: bool) -> None:
+        from ray import tune
+
+        if not checkpoint:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            run.save(directory)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
 def trial_device(requested: str) -> torch.device:
     """The trial's device and CPU thread budget, with Ray's per-checkpoint log lines silenced."""
     use_assigned_cpus()
@@ -30,18 +55,15 @@ def trial_device(requested: str) -> torch.device:
 def report_until_done(run, total_steps: int, report_every: int, device: torch.device,
                       build_report: Callable[[object, bool], dict],
                       on_fresh_start: Callable[[], None] | None = None,
-                      on_divergence: Callable[[], dict] | None = None) -> None:
+                      on_divergence: Callable[[], dict] | None = None, sink=None) -> None:
     """Train to `total_steps`, reporting (with a checkpoint) every `report_every` steps.
 
     build_report(what train_interval returned, finished) makes each report's metrics; a Diverged ends the trial
     with status 'diverged' and the step, plus on_divergence()'s metrics. A restarted trial continues from its last
-    checkpoint.
+    checkpoint. `sink` (default: Tune) receives the reports.
     """
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            run.restore(directory)
-    elif on_fresh_start is not None:
+    sink = sink or TuneSink()
+    if not sink.restore(run) and on_fresh_start is not None:
         on_fresh_start()
     # total_steps: the budget, for the driver's progress lines (sweeps/progress.py)
     context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids()), "total_steps": total_steps}
@@ -49,12 +71,10 @@ def report_until_done(run, total_steps: int, report_every: int, device: torch.de
         try:
             interval = run.train_interval(min(report_every, total_steps - run.step))
         except Diverged as diverged:
-            tune.report({**context, **(on_divergence() if on_divergence else {}), "step": diverged.step,
-                         "status": "diverged", "diverged_at_step": diverged.step})
+            sink.report({**context, **(on_divergence() if on_divergence else {}), "step": diverged.step,
+                         "status": "diverged", "diverged_at_step": diverged.step}, run, checkpoint=False)
             return
         finished = run.step >= total_steps
         metrics = build_report(interval, finished)
         metrics.update(context, step=run.step, status="completed" if finished else "running")
-        with tempfile.TemporaryDirectory() as directory:
-            run.save(directory)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        sink.report(metrics, run, checkpoint=True)
