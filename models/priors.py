@@ -263,8 +263,9 @@ class MixtureOfGaussiansPrior(MixturePrior):
         super().__init__(num_components, latent_dim, learnable_weights)
         # init "random": μ ~ N(0,1)/√(K·d), log σ² ~ N(0,1); `init_from` replaces them with encoder outputs
         scale = 1.0 / math.sqrt(num_components * latent_dim)
-        self.mu = nn.Parameter(torch.randn(num_components, latent_dim, generator=generator) * scale)
-        self.logvar = nn.Parameter(torch.randn(num_components, latent_dim, generator=generator))
+        device = generator.device if generator is not None else None  # a CUDA generator draws on the GPU
+        self.mu = nn.Parameter(torch.randn(num_components, latent_dim, generator=generator, device=device) * scale)
+        self.logvar = nn.Parameter(torch.randn(num_components, latent_dim, generator=generator, device=device))
 
     def raw_components(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.mu, self.logvar

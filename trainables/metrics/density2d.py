@@ -76,7 +76,8 @@ def mode_usage(log_weights: torch.Tensor, mean_responsibility: torch.Tensor) -> 
     return int(used.sum()), entropy
 
 
-def density_image(values: Callable[[torch.Tensor], torch.Tensor], half_width: float, resolution: int) -> np.ndarray:
-    """exp(−negELBO) on a resolution² grid as an image (rows: y, columns: x), for plots."""
-    grid = square_grid(half_width, resolution)
+def density_image(values: Callable[[torch.Tensor], torch.Tensor], half_width: float, resolution: int,
+                  device="cpu") -> np.ndarray:
+    """exp(−negELBO) on a resolution² grid (on `device`, the model's) as an image (rows: y, columns: x), for plots."""
+    grid = square_grid(half_width, resolution, device)
     return torch.exp(-values(grid)).reshape(resolution, resolution).cpu().numpy()
