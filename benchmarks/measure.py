@@ -17,14 +17,22 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def dense_matmul_peak(sizes=(1024, 2048), tries: int = 3) -> float:
-    """GFLOP/s of large square fp32 matmuls, the best of `tries` per size, with torch's current thread count."""
+def dense_matmul_peak(sizes=(1024, 2048), tries: int = 3, device: torch.device | str = "cpu") -> float:
+    """GFLOP/s of large square fp32 matmuls, the best of `tries` per size (CPU: with torch's current thread count)."""
+    device = torch.device(device)
+
+    def synchronise():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         a @ b
         for _ in range(tries):
+            synchronise()
             start = time.perf_counter()
             a @ b
+            synchronise()
             best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
     return best
