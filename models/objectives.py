@@ -180,8 +180,9 @@ def decoder_loss(model, x: torch.Tensor, prior_noise: tuple, encoder_state: dict
 
 def population_beta_elbo(model, x: torch.Tensor, beta: torch.Tensor, likelihood_variance: torch.Tensor,
                          eps: torch.Tensor, alive: torch.Tensor | None = None):
-    """beta_elbo for every member at once. x: (B, D) shared; beta, likelihood_variance, alive: (P,);
-    eps: (P or 1, B, d) reparameterisation noise (1: members share it, as lone models with one seed would).
+    """beta_elbo for every member at once. x: (B, D) shared, or (G, B, D), batch g for the g-th of G equal groups
+    of consecutive members (one group per seed); beta, likelihood_variance, alive: (P,); eps: (P or 1, B, d)
+    reparameterisation noise (1: members share it, as lone models with one seed would).
 
     Returns the sum of the members' batch-mean losses (each member's gradient is its own loss's) and per-member
     metrics (P,). Members not `alive` (diverged) contribute nothing, so their NaNs stay theirs.
@@ -189,7 +190,10 @@ def population_beta_elbo(model, x: torch.Tensor, beta: torch.Tensor, likelihood_
     mu, logvar = model.encode(x)  # (P, B, d)
     z = mu + torch.exp(0.5 * logvar) * eps
     x_hat = model.decode(z)  # (P, B, D)
-    sse = (x_hat - x).pow(2).sum(dim=-1)  # (P, B)
+    if x.dim() == 3:  # member p of P reads batch p // (P/G)
+        sse = (x_hat.unflatten(0, (x.shape[0], -1)) - x[:, None]).pow(2).sum(dim=-1).flatten(0, 1)  # (P, B)
+    else:
+        sse = (x_hat - x).pow(2).sum(dim=-1)  # (P, B)
     reconstruction = sse / (2.0 * likelihood_variance[:, None])
     kl = model.prior.kl_from_posterior(mu, logvar)  # (P, B)
     member_loss = (reconstruction + beta[:, None] * kl).mean(dim=-1)  # (P,)

@@ -5,7 +5,9 @@ layout. Every step issues the same operations whatever P is (batched products in
 which on a launch-bound GPU turns into ~P× throughput and on a CPU into larger, more efficient products.
 
 Layout: the encoder's first layer, whose input (a data batch shared by the members) is the same for all, is one
-wide product (B, D) × (D, P·H); every other layer is a batched product (P, B, in) × (P, in, out).
+wide product (B, D) × (D, P·H); every other layer is a batched product (P, B, in) × (P, in, out). Members of
+several seeds read one batch per seed: G equal groups of consecutive members, input (G, B, D), and the first layer
+is G wide products in one batched product (G, B, D) × (G, D, (P/G)·H).
 """
 import torch
 from torch import nn
@@ -16,7 +18,7 @@ from models.vae import MlpVae, MlpVaeConfig
 
 class StackedMlp(nn.Module):
     """P MLPs of one shape; ReLU between layers, none after the last. `shared_input`: the first layer's weight is
-    stored (in, P, out) so a shared input batch needs one wide product."""
+    stored (in, P, out) so an input batch shared by all members (or by each group of them) needs one wide product."""
 
     def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], shared_input: bool):
         super().__init__()
@@ -46,22 +48,33 @@ class StackedMlp(nn.Module):
         return layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, in) shared by all members (shared_input) or (P, B, in) -> (P, B, out)."""
+        """x: (B, in) shared by all members, or (G, B, in), batch g shared by the g-th of G equal groups of
+        consecutive members (shared_input); else (P, B, in) -> (P, B, out)."""
         last = len(self.weights) - 1
         h = x
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             if layer == 0 and self.shared_input:
-                wide = h @ weight.reshape(weight.shape[0], -1)  # (B, P·out): one product for every member
-                h = wide.reshape(h.shape[0], self.size, -1).transpose(0, 1) + bias[:, None, :]  # (P, B, out)
+                h = self._wide_first_layer(h, weight) + bias[:, None, :]  # (P, B, out)
             else:
                 h = torch.baddbmm(bias[:, None, :], h, weight)  # (P, B, out)
             if layer < last:
                 h = torch.relu(h)
         return h
 
+    def _wide_first_layer(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x (B, in) or (G, B, in) times the (in, P, out) weight -> (P, B, out), without the bias."""
+        if x.dim() == 2:
+            wide = x @ weight.reshape(weight.shape[0], -1)  # (B, P·out): one product for every member
+            return wide.reshape(x.shape[0], self.size, -1).transpose(0, 1)
+        groups, batch = x.shape[0], x.shape[1]
+        grouped = weight.reshape(weight.shape[0], groups, -1).transpose(0, 1)  # (G, in, (P/G)·out)
+        wide = torch.bmm(x, grouped)  # (G, B, (P/G)·out): one wide product per group
+        return wide.reshape(groups, batch, self.size // groups, -1).transpose(1, 2).reshape(self.size, batch, -1)
+
 
 class PopulationMlpVae(nn.Module):
-    """P β-VAEs: encoder (shared data batch in, (P, B, 2d) out), decoder ((P, B, d) in, (P, B, D) out)."""
+    """P β-VAEs: encoder (a data batch (B, D) shared by all, or (G, B, D), one per group of members, in;
+    (P, B, 2d) out), decoder ((P, B, d) in, (P, B, D) out)."""
 
     def __init__(self, encoder: StackedMlp, decoder: StackedMlp, config: MlpVaeConfig):
         super().__init__()

@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_arguments(search)
     engine = parser.add_argument_group("engine")
     engine.add_argument("--population-size", type=int, default=None,
-                        help="models trained together per trial (population engine): the grid's β of one (bias, "
-                             "seed) are split into populations of this size (default: all β, one trial per grid "
-                             "row); 1: one model per trial")
+                        help="models trained together per trial (population engine). Default: every β × seed of "
+                             "one bias, one trial per bias. Smaller: whole seeds (all their β) while it holds at "
+                             "least the number of β, else the β of one seed in groups of this size; 1: one model "
+                             "per trial")
     add_common_arguments(parser)
     return parser
 
@@ -119,10 +120,10 @@ def main(argv=None) -> int:
     for candidate in candidates:  # every trial's config is checked before anything starts
         validate_config(candidate)
     full = validate_config(candidates[0])
-    population_size = len(betas) if args.population_size is None else args.population_size
+    population_size = len(betas) * len(seeds) if args.population_size is None else args.population_size
     if population_size < 1:
         raise SweepError(f"--population-size must be >= 1, got {population_size}")
-    populations = [list(betas[i:i + population_size]) for i in range(0, len(betas), population_size)]
+    beta_groups, seed_groups = population_split(list(betas), list(seeds), population_size)
     use_population = args.search == "grid" and population_size > 1
 
     sweep_params = {"preset": args.preset, "search": args.search, "biases": list(biases), "betas": list(betas),
@@ -144,18 +145,30 @@ def main(argv=None) -> int:
                                     full_config=validate_config)
         draw, artifacts = report_search, ("results.parquet",)
     else:
-        axes = {"bias": tune.grid_search(list(biases)), "seed": tune.grid_search(list(seeds))}
-        if use_population:  # one trial per (bias, seed, group of β): a grid row on one device
-            for members in populations:
-                validate_population({**base, "bias": biases[0], "seed": seeds[0], "betas": members})
+        if use_population:  # one trial per (bias, group of seeds, group of β): grid rows on one device
+            for seed_group in seed_groups:
+                for beta_group in beta_groups:
+                    validate_population({**base, "bias": biases[0], "seeds": seed_group, "betas": beta_group})
             trainable = train_bias_grid_population
-            param_space = {**base, **axes, "betas": tune.grid_search(populations)}
+            param_space = {**base, "bias": tune.grid_search(list(biases)), "seeds": tune.grid_search(seed_groups),
+                           "betas": tune.grid_search(beta_groups)}
         else:
-            trainable, param_space = train_bias_grid, {**base, **axes, "beta": tune.grid_search(list(betas))}
+            trainable = train_bias_grid
+            param_space = {**base, "bias": tune.grid_search(list(biases)), "seed": tune.grid_search(list(seeds)),
+                           "beta": tune.grid_search(list(betas))}
         frame, tracking = run_sweep(settings, trainable, param_space, trial_label, len(candidates), sweep_params,
                                     full_config=validate_config)
         draw, artifacts = report_grid, ("heatmap_*.png", "summary.*", "results.parquet")
     return finish_sweep(frame, settings, tracking, artifacts, draw)
+
+
+def population_split(betas: list, seeds: list, size: int) -> tuple[list[list], list[list]]:
+    """(groups of β, groups of seeds) whose products are populations of at most `size` members: whole seeds (all
+    their β) when `size` holds every β, else one seed each with the β in groups of `size`."""
+    if size >= len(betas):
+        per_population = size // len(betas)
+        return [betas], [seeds[i:i + per_population] for i in range(0, len(seeds), per_population)]
+    return [betas[i:i + size] for i in range(0, len(betas), size)], [[seed] for seed in seeds]
 
 
 def report_grid(frame, settings) -> None:

@@ -1,7 +1,8 @@
 """Grid cells of a trial, and the results-table row of one. A trial is one cell, or, on the population engine
-(trainables/bias_grid_population.py), one cell per member: its result carries a `population` list of member
-metrics, its config a `betas` list. Tracking and the results table work per cell, so a cell looks the same
-whichever engine ran it. Ray-free, so benchmarks/run_cells.py writes the same rows where Ray is not installed."""
+(trainables/bias_grid_population.py), one cell per member: its result carries a `population` list of member metrics,
+its config a `betas` list and, when it trains several seeds, a `seeds` list (members seed-major). Tracking and the
+results table work per cell, so a cell looks the same whichever engine ran it. Ray-free, so benchmarks/run_cells.py
+writes the same rows where Ray is not installed."""
 import math
 
 TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/", "plot/")  # plot/*: small arrays for figures
@@ -13,10 +14,12 @@ def trial_cells(trial_id: str, config: dict, result: dict | None) -> list[tuple[
     if "betas" not in config:
         return [(trial_id, config, result)]
     common = {k: v for k, v in result.items() if k != "population"}
-    members = result.get("population") or [{} for _ in config["betas"]]
-    base = {k: v for k, v in config.items() if k != "betas"}
-    return [(f"{trial_id}-{m}", {**base, "beta": beta}, {**common, **member})
-            for m, (beta, member) in enumerate(zip(config["betas"], members, strict=True))]
+    base = {k: v for k, v in config.items() if k not in ("betas", "seeds")}
+    seeds = config.get("seeds") or [config.get("seed", 0)]
+    cells = [{**base, "seed": seed, "beta": beta} for seed in seeds for beta in config["betas"]]
+    members = result.get("population") or [{} for _ in cells]
+    return [(f"{trial_id}-{m}", cell, {**common, **member})
+            for m, (cell, member) in enumerate(zip(cells, members, strict=True))]
 
 
 def cell_row(cell_id: str, config: dict, metrics: dict, status: str, study: str, sweep: str,

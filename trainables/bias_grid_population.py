@@ -1,10 +1,11 @@
-"""The β × bias study's population engine: every β of one (bias, seed) trained together in one process.
+"""The β × bias study's population engine: every β × seed of one bias trained together in one process.
 
-The members share the seed's data batches and reparameterisation noise (common random numbers) and their initial
-weights, exactly as lone models of that seed would (trainables/bias_grid.py), and differ in β. One Ray trial then
-trains a whole row of the grid: 11 trials instead of 77 per seed. Results stay per cell: the trial reports a
-`population` list with one metrics dict per member, which the driver turns into one row and one MLflow run per
-(bias, β, seed), identical in form to the single-model path.
+Members are (seed, β) pairs, seed-major: one group of members per seed. A group shares its seed's data batches and
+reparameterisation noise (common random numbers) and initial weights, exactly as lone models of that seed would
+(trainables/bias_grid.py), and its members differ in β; groups of different seeds see independent data. One Ray
+trial then trains a whole row of the grid: 11 trials for the paper preset's 231 models. Results stay per cell: the
+trial reports a `population` list with one metrics dict per member, which the driver turns into one row and one
+MLflow run per (bias, β, seed), identical in form to the single-model path.
 
 A member whose loss turns non-finite is marked diverged at that step and drops out (its loss no longer counts;
 its weights are zeroed so the batched evaluation stays finite); the others go on.
@@ -27,36 +28,46 @@ from trainables.trial_loop import report_until_done, trial_device
 
 CHECKPOINT_FILE = "population.pt"
 FIELDS = {
-    "betas": Field([1.0], list, "the members' KL weights β (one member each)", lambda v: min(v) >= 0,
-                   "a list of numbers >= 0"),
+    "betas": Field([1.0], list, "the KL weights β of each seed's members (one member each)",
+                   lambda v: len(v) > 0 and min(v) >= 0, "a non-empty list of numbers >= 0"),
+    "seeds": Field([0], list, "seeds trained together, one group of members (every β) each (default: [seed])",
+                   lambda v: all(s >= 0 and s.is_integer() for s in v) and len(set(v)) == len(v),
+                   "a list of distinct integers >= 0"),
     **{k: v for k, v in SINGLE_FIELDS.items() if k != "beta"},
 }
 
 
 def validate_config(config: dict) -> dict:
-    full = validate(config, FIELDS, STUDY + " population")
-    validate_single({**{k: v for k, v in full.items() if k != "betas"}, "beta": full["betas"][0]})
+    full = validate({**config, "seeds": config.get("seeds") or [config.get("seed", 0)]}, FIELDS,
+                    STUDY + " population")
+    full["seeds"] = [int(seed) for seed in full["seeds"]]  # list fields arrive as floats
+    validate_single(member_config(full, full["seeds"][0], full["betas"][0]))
     return full
 
 
-def member_config(config: dict, beta: float) -> dict:
+def member_config(config: dict, seed: int, beta: float) -> dict:
     """The config of one member, as the single-model path would have it."""
-    return {**{k: v for k, v in config.items() if k != "betas"}, "beta": beta}
+    return {**{k: v for k, v in config.items() if k not in ("betas", "seeds")}, "seed": seed, "beta": beta}
 
 
 class BiasGridPopulationRun:
     def __init__(self, config: dict, device: torch.device | str = "cpu"):
         self.config = config = validate_config(config)
-        self.data = BiasGridData(config, device)
+        # one group per seed: its data stream, noise and PMI generator; the test set and held-out sample are the
+        # same for every seed of a bias, so the first group's serve all
+        self.groups = [BiasGridData({**config, "seed": seed}, device) for seed in config["seeds"]]
+        self.data = self.groups[0]
         self.device = self.data.device
-        size = len(config["betas"])
-        self.model = PopulationMlpVae.from_members([self.data.new_model() for _ in range(size)]).to(self.device)
+        self.group_size = len(config["betas"])  # M: members per group; member p is in group p // M
+        self.model = PopulationMlpVae.from_members(
+            [group.new_model() for group in self.groups for _ in config["betas"]]).to(self.device)
+        size = self.model.size
         self.optimiser = adam(self.model.parameters(), config["learning_rate"])
-        self.beta = torch.tensor(config["betas"], device=self.device)  # (P,)
+        self.beta = torch.tensor(config["betas"] * len(self.groups), device=self.device)  # (P,)
         self.likelihood_variance = torch.full((size,), config["likelihood_variance"], device=self.device)
         self.diverged_at = torch.full((size,), -1, dtype=torch.long)  # step of the first non-finite loss, or -1
         self.step = 0
-        self.pmi_baseline = math.nan
+        self.pmi_baselines = [math.nan] * len(self.groups)  # per seed: its members start from the same weights
 
     @property
     def size(self) -> int:
@@ -67,9 +78,21 @@ class BiasGridPopulationRun:
         return (self.diverged_at < 0).to(self.device)
 
     # ---- training ---------------------------------------------------------------------------------------------
-    def _loss(self, x: torch.Tensor, noise: torch.Generator, alive=None):
-        eps = torch.randn((1, x.shape[0], self.model.config.latent_dim), generator=noise, device=self.device)
+    def member_seeds_and_betas(self) -> list[tuple[int, float]]:
+        return [(seed, beta) for seed in self.config["seeds"] for beta in self.config["betas"]]
+
+    def _loss(self, x: torch.Tensor, noises: list[torch.Generator], alive=None):
+        """x: (B, D) for every member, or (G, B, D), one batch per seed group; one noise generator per group."""
+        shape = (1, x.shape[-2], self.model.config.latent_dim)
+        eps = torch.cat([torch.randn(shape, generator=noise, device=self.device) for noise in noises])  # (G, B, d)
+        if len(noises) > 1:
+            eps = eps.repeat_interleave(self.group_size, dim=0)  # (P, B, d): each member its group's noise
         return population_beta_elbo(self.model, x, self.beta, self.likelihood_variance, eps, alive)
+
+    def _next_batch(self) -> torch.Tensor:
+        """(B, D) for one seed, (G, B, D) for several: each group's own stream."""
+        batches = [group.stream.next_batch(self.config["batch_size"]) for group in self.groups]
+        return batches[0] if len(batches) == 1 else torch.stack(batches)
 
     def train_interval(self, num_steps: int) -> list[dict[str, float]]:
         """num_steps steps of every living member; per-member interval means as train/*. Members whose loss went
@@ -80,7 +103,7 @@ class BiasGridPopulationRun:
         parts = []
         start = time.perf_counter()
         for _ in range(num_steps):
-            loss, metrics = self._loss(self.data.stream.next_batch(self.config["batch_size"]), self.data.noise, alive)
+            loss, metrics = self._loss(self._next_batch(), [group.noise for group in self.groups], alive)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if len(dead):  # 0 × inf in a dead member's backward is NaN: keep it out of the update
@@ -115,43 +138,66 @@ class BiasGridPopulationRun:
     @torch.no_grad()
     def validation(self) -> list[dict[str, float]]:
         self.model.eval()
-        _, parts = self._loss(self.data.heldout, self.data.heldout_noise())
+        _, parts = self._loss(self.data.heldout, [self.data.heldout_noise()])  # one sample and noise for all
         neg_elbo = (parts["reconstruction"] + parts["kl"]).tolist()
         return [{"val/neg_elbo": neg_elbo[m], "val/loss": float(parts["loss"][m]), "val/kl": float(parts["kl"][m])}
                 for m in range(self.size)]
 
-    def measure_baseline(self) -> float:
-        """PMI at initialisation: every member starts from the seed's weights, so one value serves all (measured on
-        member 0 alone, not on a population pass of which only one member would be used)."""
-        self.pmi_baseline = self.data.pmi_of(self.model.member(0))
-        return self.pmi_baseline
+    def measure_baseline(self) -> list[float]:
+        """PMI at initialisation: a seed's members all start from its weights, so one value serves the group
+        (measured on its first member alone, not on a population pass of which only one member would be used)."""
+        self.pmi_baselines = [group.pmi_of(self.model.member(g * self.group_size))
+                              for g, group in enumerate(self.groups)]
+        return self.pmi_baselines
 
     @torch.no_grad()
     def evaluate(self) -> list[dict[str, float]]:
-        """The recovery metrics of every member from one batched pass (PMI fits included)."""
+        """The recovery metrics of every member: one batched pass per seed group (each group's PMI fits draw from
+        its own seed, as lone models' would)."""
         self.model.eval()
-        scores = recovery_scores(self.model.encode, self.model.decode, self.data.test_set,
-                                 self.data.pmi_generator(), self.data.pmi_protocol())
-        members = scores.member_metrics()
+        members = []
+        for g, group in enumerate(self.groups):
+            encode, decode = self._group_codec(g)
+            scores = recovery_scores(encode, decode, self.data.test_set, group.pmi_generator(), group.pmi_protocol())
+            members += [{**metrics, "eval/pmi_baseline": self.pmi_baselines[g]} for metrics in scores.member_metrics()]
         images = example_images(self.model.encode, self.model.decode, self.data.test_set.images,
                                 self.config["latent_dim"]).cpu()  # (P, 3, count, D)
         for metrics, member_images in zip(members, images, strict=True):
-            metrics.update({"eval/pmi_baseline": self.pmi_baseline,
-                            "eval/collapsed": float(metrics["eval/active_dims"] == 0),
+            metrics.update({"eval/collapsed": float(metrics["eval/active_dims"] == 0),
                             "plot/images": member_images.tolist()})
         return members
+
+    def _group_codec(self, g: int):
+        """encode / decode restricted to group g's members (the whole population when there is one group)."""
+        if len(self.groups) == 1:
+            return self.model.encode, self.model.decode
+        rows = slice(g * self.group_size, (g + 1) * self.group_size)
+
+        def encode(x):  # (N, D) -> (M, N, d) each
+            mu, logvar = self.model.encode(x)
+            return mu[rows], logvar[rows]
+
+        def decode(z):  # (M, N, d) -> (M, N, D): the other members decode zeros, and are dropped
+            padded = z.new_zeros(self.model.size, *z.shape[1:])
+            padded[rows] = z
+            return self.model.decode(padded)[rows]
+
+        return encode, decode
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
-                "data": self.data.state_dict(), "step": self.step, "pmi_baseline": self.pmi_baseline,
-                "diverged_at": self.diverged_at.clone()}
+                "groups": [group.state_dict() for group in self.groups], "step": self.step,
+                "pmi_baselines": list(self.pmi_baselines), "diverged_at": self.diverged_at.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
-        self.data.load_state_dict(state["data"])
-        self.step, self.pmi_baseline = state["step"], state["pmi_baseline"]
+        if "groups" not in state:  # checkpoints of one-seed populations before 2026-12-04
+            state = {**state, "groups": [state["data"]], "pmi_baselines": [state["pmi_baseline"]]}
+        for group, group_state in zip(self.groups, state["groups"], strict=True):
+            group.load_state_dict(group_state)
+        self.step, self.pmi_baselines = state["step"], list(state["pmi_baselines"])
         self.diverged_at = state["diverged_at"].clone()
 
     def save(self, directory) -> None:
@@ -163,17 +209,18 @@ class BiasGridPopulationRun:
 
 
 def train_bias_grid_population(config: dict) -> None:
-    """Ray Tune function trainable for one population (every β of one bias and seed)."""
+    """Ray Tune function trainable for one population (every β × seed of one bias, or a part of them)."""
     config = validate_config(config)
     device = trial_device(config["device"])
     run = BiasGridPopulationRun(config, device)
 
     def build_report(members: list[dict], finished: bool) -> dict:
         evaluations = run.evaluate() if finished else [{}] * run.size
-        for m, (metrics, validation, scores) in enumerate(zip(members, run.validation(), evaluations, strict=True)):
+        for m, (metrics, validation, scores, (seed, beta)) in enumerate(zip(
+                members, run.validation(), evaluations, run.member_seeds_and_betas(), strict=True)):
             diverged = int(run.diverged_at[m])
             status = "diverged" if diverged >= 0 else ("completed" if finished else "running")
-            metrics.update(validation, **scores, beta=config["betas"][m], diverged_at_step=diverged, status=status)
+            metrics.update(validation, **scores, beta=beta, seed=seed, diverged_at_step=diverged, status=status)
         return {"population": members}
 
     report_until_done(run, config["steps"], config["report_every"], device, build_report,

@@ -107,3 +107,22 @@ def test_both_engines_give_the_same_table(smoke_sweep, tmp_path):
         assert child.data.tags["priorsweep.status"] == "completed" and child.data.params["hidden_width"] == "32"
     synced = pd.read_parquet(tmp_path / "bias_grid" / "single" / "results.parquet")
     assert set(synced["mlflow_run_id"]) == {c.info.run_id for c in children}  # the table points at the new runs
+
+
+def test_several_seeds_train_in_one_population_per_bias_and_match_one_model_per_trial(local_ray, tmp_path):
+    """By default a population holds every β × seed of one bias (seeds with independent data); its cells equal
+    those of one model per trial."""
+    common = ["--preset", "smoke", "--seeds", "0", "1", "--out", str(tmp_path), "--no-mlflow"]
+    assert bias_grid_main([*common, "--name", "together"]) == 0
+    assert bias_grid_main([*common, "--name", "alone", "--population-size", "1"]) == 0
+    together, alone = (pd.read_parquet(tmp_path / "bias_grid" / name / "results.parquet") for name in
+                       ("together", "alone"))
+    assert together["trial_id"].str.rsplit("-", n=1).str[0].nunique() == 2  # one trial per bias, 4 members each
+    key = ["bias", "seed", "beta"]
+    together, alone = (t.sort_values(key).reset_index(drop=True) for t in (together, alone))
+    pd.testing.assert_frame_equal(together[key], alone[key])
+    assert sorted(set(together["seed"])) == [0, 1]
+    for metric in ("eval/pmi", "eval/decoder_mse", "eval/pmi_baseline", "val/neg_elbo", "train/loss"):
+        assert together[metric].to_numpy() == pytest.approx(alone[metric].to_numpy(), rel=2e-3), metric
+    seed_0, seed_1 = (together[together["seed"] == s]["train/loss"].to_numpy() for s in (0, 1))
+    assert not seed_0 == pytest.approx(seed_1, rel=1e-3)  # independent data per seed

@@ -1,5 +1,5 @@
-"""The population engine: members match lone models, the op count per step does not grow with P, a diverged
-member drops out alone, checkpoints continue bit-identically."""
+"""The population engine: members match lone models (one seed, or several seeds with independent data), the op
+count per step does not grow with P, a diverged member drops out alone, checkpoints continue bit-identically."""
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -9,14 +9,15 @@ from trainables.bias_grid_population import BiasGridPopulationRun, member_config
 
 CONFIG = {"bias": 1.0, "seed": 3, "hidden_width": 32, "batch_size": 16, "steps": 30, "heldout_size": 128}
 BETAS = [0.1, 1.0, 4.0]
+SEEDS = [3, 5]
 
 
 def population(betas=BETAS, **overrides):
     return BiasGridPopulationRun({**CONFIG, "betas": betas, **overrides})
 
 
-def lone(beta, **overrides):
-    return BiasGridRun(member_config({**CONFIG, **overrides, "betas": [beta]}, beta))
+def lone(beta, seed=CONFIG["seed"], **overrides):
+    return BiasGridRun(member_config({**CONFIG, **overrides}, seed, beta))
 
 
 def assert_same_model(a, b, atol=2e-5):
@@ -34,14 +35,28 @@ def test_members_train_like_lone_models_with_the_same_seed_and_data():
         assert pop_train[p]["train/loss"] == pytest.approx(alone_train["train/loss"], rel=1e-5)
 
 
-def test_batched_evaluation_matches_lone_evaluation():
-    pop = population()
+def test_members_of_several_seeds_train_like_lone_models_of_their_seed():
+    pop = population(seeds=SEEDS)
+    assert pop.model.size == len(SEEDS) * len(BETAS)
+    pop_train = pop.train_interval(30)
+    for p, (seed, beta) in enumerate(pop.member_seeds_and_betas()):
+        alone = lone(beta, seed)
+        alone_train = alone.train_interval(30)
+        assert_same_model(pop.model.member(p), alone.model)
+        assert pop_train[p]["train/loss"] == pytest.approx(alone_train["train/loss"], rel=1e-5)
+    # the seeds' data are independent: their members at the same β do not learn the same model
+    assert not torch.allclose(pop.model.member(0).decoder[0].weight, pop.model.member(len(BETAS)).decoder[0].weight)
+
+
+@pytest.mark.parametrize("seeds", [[], SEEDS], ids=["one seed", "two seeds"])
+def test_batched_evaluation_matches_lone_evaluation(seeds):
+    pop = population(seeds=seeds)
     pop.measure_baseline()
     pop.train_interval(30)
     evaluations = pop.evaluate()
     validations = pop.validation()
-    for p, beta in enumerate(BETAS):
-        alone = lone(beta)
+    for p, (seed, beta) in enumerate(pop.member_seeds_and_betas()):
+        alone = lone(beta, seed)
         alone.measure_baseline()
         alone.train_interval(30)
         expected = alone.evaluate()
@@ -64,17 +79,19 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("size", [7, 21])
-def test_operations_per_step_do_not_grow_with_the_population(size):
+@pytest.mark.parametrize(("size", "seeds"), [(7, []), (21, []), (7, SEEDS)])
+def test_operations_per_step_do_not_grow_with_the_population(size, seeds):
+    """At a given number of seeds (each draws its own batch and noise), the ops per step are the same for 1, 7, 21
+    members per seed (from 2 with several seeds: one member per group makes a regrouping reshape a free view)."""
     def ops_per_step(betas):
-        run = population(betas)
+        run = population(betas, seeds=seeds)
         run.train_interval(2)  # Adam's state exists from here on
         with OpCounter() as counter:
             run.train_interval(1)
         return counter.count
 
-    single = ops_per_step([1.0])
-    assert ops_per_step([0.1 * (i + 1) for i in range(size)]) == single
+    smallest = ops_per_step([1.0] if not seeds else [1.0, 2.0])
+    assert ops_per_step([0.1 * (i + 1) for i in range(size)]) == smallest
 
 
 def test_a_diverged_member_drops_out_and_the_others_are_untouched():
@@ -92,14 +109,15 @@ def test_a_diverged_member_drops_out_and_the_others_are_untouched():
     assert len(pop.evaluate()) == 2  # the batched evaluation stays finite for the living member
 
 
-def test_population_checkpoint_continues_bit_identically(tmp_path):
-    straight = population()
+@pytest.mark.parametrize("seeds", [[], SEEDS], ids=["one seed", "two seeds"])
+def test_population_checkpoint_continues_bit_identically(seeds, tmp_path):
+    straight = population(seeds=seeds)
     straight.train_interval(15)
     expected = straight.train_interval(15)
-    interrupted = population()
+    interrupted = population(seeds=seeds)
     interrupted.train_interval(15)
     interrupted.save(tmp_path)
-    resumed = population()
+    resumed = population(seeds=seeds)
     resumed.restore(tmp_path)
     again = resumed.train_interval(15)
     strip = lambda ms: [{k: v for k, v in m.items() if "per_second" not in k} for m in ms]  # noqa: E731
