@@ -155,10 +155,14 @@ class BiasGridPopulationRun:
         """The recovery metrics of every member: one batched pass per seed group (each group's PMI fits draw from
         its own seed, as lone models' would)."""
         self.model.eval()
+        test_set = self.data.test_set
+        mu, logvar = self.model.encode(test_set.images)  # (P, N, d) each: one encoder pass for every group
         members = []
         for g, group in enumerate(self.groups):
-            encode, decode = self._group_codec(g)
-            scores = recovery_scores(encode, decode, self.data.test_set, group.pmi_generator(), group.pmi_protocol())
+            rows = slice(g * self.group_size, (g + 1) * self.group_size)
+            codes = (mu[rows], logvar[rows])  # (M, N, d) each: the group's codes of the test images
+            scores = recovery_scores(lambda _, codes=codes: codes, lambda z, rows=rows: self.model.decode(z, rows),
+                                     test_set, group.pmi_generator(), group.pmi_protocol())
             members += [{**metrics, "eval/pmi_baseline": self.pmi_baselines[g]} for metrics in scores.member_metrics()]
         images = example_images(self.model.encode, self.model.decode, self.data.test_set.images,
                                 self.config["latent_dim"]).cpu()  # (P, 3, count, D)
@@ -166,23 +170,6 @@ class BiasGridPopulationRun:
             metrics.update({"eval/collapsed": float(metrics["eval/active_dims"] == 0),
                             "plot/images": member_images.tolist()})
         return members
-
-    def _group_codec(self, g: int):
-        """encode / decode restricted to group g's members (the whole population when there is one group)."""
-        if len(self.groups) == 1:
-            return self.model.encode, self.model.decode
-        rows = slice(g * self.group_size, (g + 1) * self.group_size)
-
-        def encode(x):  # (N, D) -> (M, N, d) each
-            mu, logvar = self.model.encode(x)
-            return mu[rows], logvar[rows]
-
-        def decode(z):  # (M, N, d) -> (M, N, D): the other members decode zeros, and are dropped
-            padded = z.new_zeros(self.model.size, *z.shape[1:])
-            padded[rows] = z
-            return self.model.decode(padded)[rows]
-
-        return encode, decode
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
