@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Model-steps per second of a whole bias-grid sweep: (a) one model per Ray trial (the issue-2 path) against (b) the
-population engine (every β of one bias and seed in one trial), side by side in one run, at the paper
+population engine (its default: every β × seed of one bias in one trial), side by side in one run, at the paper
 architecture (2×256) and at width 64; real Ray, real MLflow (SQLite), evaluation and logging included.
 Also: matmul FLOPs per model-step (torch's FlopCounterMode), the achieved GFLOP/s against a dense-matmul peak
 measured in the same run, and the aten operations per population step at P = 1, 7, 21.
 
-  .venv/bin/python benchmarks/bias_grid_throughput.py [--steps 2000] [--biases 0 5]
+  .venv/bin/python benchmarks/bias_grid_throughput.py [--steps 2000] [--biases 0 5] [--seeds 0 1 2]
 
 Prints Markdown (copy it into benchmarks/RESULTS.md with this command line).
 """
@@ -36,20 +36,22 @@ def population_step_profile(width: int, size: int) -> tuple[float, int]:
     return flops.get_total_flops() / size, ops.count
 
 
-def sweep_rate(root: Path, name: str, width: int, steps: int, biases: list[str], population_size: int) -> float:
+def sweep_rate(root: Path, name: str, width: int, steps: int, biases: list[str], seeds: list[str],
+               population_size: int) -> float:
     args = ["--preset", "paper", "--name", name, "--out", str(root / "results"), "--mlflow-uri",
-            f"sqlite:///{root}/mlflow.db", "--betas", *BETAS, "--biases", *biases, "--seeds", "0", "--steps",
+            f"sqlite:///{root}/mlflow.db", "--betas", *BETAS, "--biases", *biases, "--seeds", *seeds, "--steps",
             str(steps), "--report-every", str(steps // 4), "--hidden-width", str(width), "--population-size",
             str(population_size)]
     start = time.perf_counter()
     assert bias_grid_main(args) == 0
-    return len(BETAS) * len(biases) * steps / (time.perf_counter() - start)
+    return len(BETAS) * len(biases) * len(seeds) * steps / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--biases", nargs="+", default=["0", "5"])
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="the paper preset's three by default")
     args = parser.parse_args()
     torch.set_num_threads(2)
     peak = dense_matmul_peak(sizes=(1024, 2048, 4096), tries=2)
@@ -64,14 +66,16 @@ def main() -> None:
         root = Path(directory)
         for width in (256, 64):
             flops_per_model_step = population_step_profile(width, 7)[0]
-            single = sweep_rate(root, f"single-{width}", width, args.steps, args.biases, population_size=1)
-            population = sweep_rate(root, f"population-{width}", width, args.steps, args.biases,
-                                    population_size=len(BETAS))
+            single = sweep_rate(root, f"single-{width}", width, args.steps, args.biases, args.seeds,
+                                population_size=1)
+            population = sweep_rate(root, f"population-{width}", width, args.steps, args.biases, args.seeds,
+                                    population_size=len(BETAS) * len(args.seeds))
             rows.append((width, flops_per_model_step, single, population))
     ray.shutdown()
-    cells = len(BETAS) * len(args.biases)
-    print(f"\nwhole sweep: {cells} models ({len(args.biases)} biases × 7 β × 1 seed) × {args.steps} steps, batch 64, "
-          "2 trials at a time (1 CPU each), MLflow SQLite, evaluation included\n")
+    cells = len(BETAS) * len(args.biases) * len(args.seeds)
+    print(f"\nwhole sweep: {cells} models ({len(args.biases)} biases × 7 β × {len(args.seeds)} seeds) × {args.steps} "
+          f"steps, batch 64, 2 trials at a time (1 CPU each), MLflow SQLite, evaluation included; (b) trains "
+          f"{len(BETAS) * len(args.seeds)} models per trial\n")
     print("| width | MFLOP per model-step | (a) one model per trial: model-steps/s | GFLOP/s (% of peak) | "
           "(b) population: model-steps/s | GFLOP/s (% of peak) | (b)/(a) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

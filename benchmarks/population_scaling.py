@@ -6,7 +6,7 @@ paper architecture (2×256) and at width 64, batch 64; achieved matmul GFLOP/s a
 in the same run. On a launch-bound GPU a population step costs about what one model's step costs, so model-steps/s
 grow ~P× until the arithmetic fills the device.
 
-  python benchmarks/population_scaling.py --device cuda [--sizes 1 7 21 77 231] [--seconds 3]
+  python benchmarks/population_scaling.py --device cuda [--sizes 1 7 21 77 231] [--seconds 3] [--threads N]
 
 Prints Markdown (copy it into benchmarks/RESULTS.md with this command line).
 """
@@ -56,7 +56,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 7, 21, 77, 231])
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 64])
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     peak = dense_matmul_peak(sizes=(2048, 4096, 8192) if device.type == "cuda" else (1024, 2048), device=device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

@@ -47,7 +47,7 @@ class StackedMlp(nn.Module):
             layers.append((w.T.detach().clone(), bias[p].detach().clone()))
         return layers
 
-    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
         """x: (B, in) shared by all members, or (G, B, in), batch g shared by the g-th of G equal groups of
         consecutive members (shared_input); else (P, B, in) -> (P, B, out). `members`: run only these members
         (x then holds theirs; not with shared_input)."""
@@ -57,7 +57,9 @@ class StackedMlp(nn.Module):
             if layer == 0 and self.shared_input:
                 h = self._wide_first_layer(h, weight) + bias[:, None, :]  # (P, B, out)
             else:
-                h = torch.baddbmm(bias[members, None, :], h, weight[members])  # (P or members, B, out)
+                if members is not None:  # (only then: a training step issues no slicing ops)
+                    weight, bias = weight[members], bias[members]
+                h = torch.baddbmm(bias[:, None, :], h, weight)  # (P or members, B, out)
             if layer < last:
                 h = torch.relu(h)
         return h
@@ -98,7 +100,7 @@ class PopulationMlpVae(nn.Module):
         mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (P, B, d) each
         return mu, logvar
 
-    def decode(self, z: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, members: slice | None = None) -> torch.Tensor:
         """z: (P, B, d), or the given members' (M, B, d) -> (P or M, B, D)."""
         return self.decoder(z, members)
 

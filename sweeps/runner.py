@@ -3,6 +3,7 @@
 Study scripts (`sweeps/bias_grid.py`, …) build a param space and call `run_sweep`; everything that would otherwise
 be repeated per study lives here. Checks that can fail (tracking server, sweep name, storage) run before Ray starts.
 """
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -128,6 +129,9 @@ def run_sweep(
     MLflow child run shows as its params.
     """
     check_settings(settings)
+    # a population trial reports a list of member dicts, which TensorBoard cannot take: Tune's TBX logger would print
+    # the whole list (kilobytes) once as a warning; every value reaches MLflow and the results table instead
+    logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.ERROR)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     tracking = SweepTracking(settings, trial_label, early_stopped, sweep_params, full_config)
     table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
