@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Where a population trial's time goes: construction, PMI baseline, training, validation, checkpoints and the final
-evaluation of one bias-grid population (7 β, 2,000 steps, reports every 500: the throughput benchmark's trial),
-without Ray, on one thread.
+evaluation of one bias-grid population (7 β × the given seeds, 2,000 steps, reports every 500: the throughput
+benchmark's trial), without Ray, on one thread.
 
-  .venv/bin/python benchmarks/population_trial_phases.py [--width 256] [--steps 2000]
+  .venv/bin/python benchmarks/population_trial_phases.py [--width 256] [--steps 2000] [--seeds 0 1 2]
 """
 import argparse
 import tempfile
@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--report-every", type=int, default=500)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the paper preset's three")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seconds: dict[str, float] = {}
@@ -31,7 +32,7 @@ def main() -> None:
         last = now
 
     run = BiasGridPopulationRun({"betas": [0.1, 0.25, 0.5, 1, 2, 4, 8], "hidden_width": args.width, "bias": 5.0,
-                                 "steps": args.steps, "report_every": args.report_every})
+                                 "seeds": args.seeds, "steps": args.steps, "report_every": args.report_every})
     mark("construct")
     run.measure_baseline()
     mark("baseline")

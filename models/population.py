@@ -47,19 +47,16 @@ class StackedMlp(nn.Module):
             layers.append((w.T.detach().clone(), bias[p].detach().clone()))
         return layers
 
-    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, in) shared by all members, or (G, B, in), batch g shared by the g-th of G equal groups of
-        consecutive members (shared_input); else (P, B, in) -> (P, B, out). `members`: run only these members
-        (x then holds theirs; not with shared_input)."""
+        consecutive members (shared_input); else (P, B, in) -> (P, B, out)."""
         last = len(self.weights) - 1
         h = x
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             if layer == 0 and self.shared_input:
                 h = self._wide_first_layer(h, weight) + bias[:, None, :]  # (P, B, out)
             else:
-                if members is not None:  # (only then: a training step issues no slicing ops)
-                    weight, bias = weight[members], bias[members]
-                h = torch.baddbmm(bias[:, None, :], h, weight)  # (P or members, B, out)
+                h = torch.baddbmm(bias[:, None, :], h, weight)  # (P, B, out)
             if layer < last:
                 h = torch.relu(h)
         return h
@@ -100,9 +97,9 @@ class PopulationMlpVae(nn.Module):
         mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (P, B, d) each
         return mu, logvar
 
-    def decode(self, z: torch.Tensor, members: slice | None = None) -> torch.Tensor:
-        """z: (P, B, d), or the given members' (M, B, d) -> (P or M, B, D)."""
-        return self.decoder(z, members)
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (P, B, d) -> (P, B, D)."""
+        return self.decoder(z)
 
     def member(self, p: int) -> MlpVae:
         """Member p as a lone MlpVae (a copy)."""

@@ -22,7 +22,7 @@ from trainables.bias_grid import FIELDS as SINGLE_FIELDS
 from trainables.bias_grid import STUDY, BiasGridData
 from trainables.bias_grid import validate_config as validate_single
 from trainables.config import Field, validate
-from trainables.metrics.recovery import example_images, recovery_scores
+from trainables.metrics.recovery import example_images, pmi, recovery_scores
 from trainables.optim import adam
 from trainables.trial_loop import report_until_done, trial_device
 
@@ -145,25 +145,34 @@ class BiasGridPopulationRun:
 
     def measure_baseline(self) -> list[float]:
         """PMI at initialisation: a seed's members all start from its weights, so one value serves the group
-        (measured on its first member alone, not on a population pass of which only one member would be used)."""
-        self.pmi_baselines = [group.pmi_of(self.model.member(g * self.group_size))
-                              for g, group in enumerate(self.groups)]
+        (measured on its first member alone, not on a population pass of which only one member would be used);
+        the groups' fits run as one batched fit, each from its seed's generator."""
+        test_set = self.data.test_set
+        with torch.no_grad():
+            codes = torch.stack([self.model.member(g * self.group_size).eval().encode(test_set.images)[0]
+                                 for g in range(len(self.groups))])  # (G, N, d)
+        baselines = pmi(codes, test_set.latents, [group.pmi_generator() for group in self.groups],
+                        self.data.pmi_protocol())  # (G,)
+        self.pmi_baselines = baselines.tolist()
         return self.pmi_baselines
 
     @torch.no_grad()
     def evaluate(self) -> list[dict[str, float]]:
-        """The recovery metrics of every member: one batched pass per seed group (each group's PMI fits draw from
-        its own seed, as lone models' would)."""
+        """The recovery metrics of every member in one batched pass: one encoder and one decoder pass over the test
+        set for the population, the PMI fits of all seed groups as one batched fit (each group from its own seed's
+        generator, as lone models' would)."""
         self.model.eval()
         test_set = self.data.test_set
-        mu, logvar = self.model.encode(test_set.images)  # (P, N, d) each: one encoder pass for every group
-        members = []
-        for g, group in enumerate(self.groups):
-            rows = slice(g * self.group_size, (g + 1) * self.group_size)
-            codes = (mu[rows], logvar[rows])  # (M, N, d) each: the group's codes of the test images
-            scores = recovery_scores(lambda _, codes=codes: codes, lambda z, rows=rows: self.model.decode(z, rows),
-                                     test_set, group.pmi_generator(), group.pmi_protocol())
-            members += [{**metrics, "eval/pmi_baseline": self.pmi_baselines[g]} for metrics in scores.member_metrics()]
+        groups, size = len(self.groups), self.group_size
+        codes = tuple(t.unflatten(0, (groups, size)) for t in self.model.encode(test_set.images))  # (G, M, N, d)
+
+        def decode(z: torch.Tensor) -> torch.Tensor:  # (G, M, N, d) -> (G, M, N, D)
+            return self.model.decode(z.flatten(0, 1)).unflatten(0, (groups, size))
+
+        scores = recovery_scores(lambda _: codes, decode, test_set,
+                                 [group.pmi_generator() for group in self.groups], self.data.pmi_protocol())
+        members = [{**metrics, "eval/pmi_baseline": self.pmi_baselines[m // size]}
+                   for m, metrics in enumerate(scores.member_metrics())]
         images = example_images(self.model.encode, self.model.decode, self.data.test_set.images,
                                 self.config["latent_dim"]).cpu()  # (P, 3, count, D)
         for metrics, member_images in zip(members, images, strict=True):

@@ -93,3 +93,40 @@ def test_r2_known_values_and_adam_fit_approaches_least_squares():
     adam = (fit_linear_adam(x, y, rng(3))(x) - y).pow(2).mean()
     assert exact.item() == pytest.approx(0.01, rel=0.05)
     assert exact <= adam < exact + 0.01
+
+
+def _reference_adam_fit(inputs, targets, generator, epochs=3, batch_size=64, learning_rate=1e-2):
+    """The protocol as autograd + torch.optim.Adam would run it, one fit: the written-out fit must equal it."""
+    bound = 1.0 / math.sqrt(inputs.shape[-1])
+    weight = ((torch.rand(inputs.shape[-1], targets.shape[-1], generator=generator) * 2 - 1) * bound)
+    bias = ((torch.rand(targets.shape[-1], generator=generator) * 2 - 1) * bound)
+    weight = weight.expand(*targets.shape[:-2], *weight.shape).clone().requires_grad_()
+    bias = bias.expand(*targets.shape[:-2], *bias.shape).clone().requires_grad_()
+    optimiser = torch.optim.Adam([weight, bias], lr=learning_rate)
+    for _ in range(epochs):
+        for rows in torch.randperm(inputs.shape[-2], generator=generator).split(batch_size):
+            error = inputs[..., rows, :] @ weight + bias.unsqueeze(-2) - targets[..., rows, :]
+            optimiser.zero_grad()
+            error.pow(2).mean(dim=(-2, -1)).sum().backward()
+            optimiser.step()
+    return weight.detach(), bias.detach()
+
+
+def test_written_out_adam_fit_is_torch_adam_on_autograd_gradients():
+    x = TEST_SET.latents[:1000]  # (n, 9); 16 minibatches per epoch, the last one short
+    y = torch.randn(3, 1000, 4, generator=rng(4)) + x[:, :4]  # three members' codes (3, n, 4)
+    fitted = fit_linear_adam(x, y, rng(5))
+    weight, bias = _reference_adam_fit(x, y, rng(5))
+    torch.testing.assert_close(fitted.weight, weight, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fitted.bias, bias, atol=1e-5, rtol=1e-4)
+
+
+def test_grouped_fit_equals_one_lone_fit_per_generator():
+    x = TEST_SET.latents[:1000]
+    y = torch.randn(2, 3, 1000, 4, generator=rng(6)) + x[:, :4]  # 2 groups (seeds) × 3 members
+    grouped = fit_linear_adam(x, y, [rng(7), rng(8)])
+    for group, seed in enumerate((7, 8)):
+        lone = fit_linear_adam(x, y[group], rng(seed))
+        torch.testing.assert_close(grouped.weight[group], lone.weight, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(grouped.bias[group], lone.bias, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(grouped.weight[0], grouped.weight[1], atol=1e-3)  # the groups really differ

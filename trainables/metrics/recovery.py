@@ -5,7 +5,7 @@ posterior means, so it is measured in the *learned* space: an encoder that colla
 0. The R² scores (scale-free) and the decoder MSE (measured in pixel space) do not have that hole, and the count of
 active latent dimensions flags collapsed models outright. Report all of them.
 """
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -42,17 +42,19 @@ class RecoveryScores:
 
     def member_metrics(self, prefix: str = "eval/") -> list[dict[str, float]]:
         """A population's scores, one dict of floats per member."""
-        columns = {f"{prefix}{k}": v.tolist() for k, v in asdict(self).items()}
+        columns = {f"{prefix}{k}": v.flatten().tolist() for k, v in asdict(self).items()}  # (P,) or (G, M)
         return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).pow(2).mean(dim=(-2, -1))  # (..., N, d) -> (...,)
+    return (a - b).square_().mean(dim=(-2, -1))  # (..., N, d) -> (...,); in place: a population's decoded test set
+    # is ~0.7 GB, one temporary fewer
 
 
-def pmi(learned: torch.Tensor, true_latents: torch.Tensor, generator: torch.Generator,
+def pmi(learned: torch.Tensor, true_latents: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator],
         protocol: PmiProtocol) -> torch.Tensor:
-    """PMI alone (used for the random-initialisation baseline). learned (..., N, d) -> (...,)."""
+    """PMI alone (used for the random-initialisation baseline). learned (..., N, d) -> (...,); with a sequence of
+    G generators, learned is (G, ..., N, d), one group per generator (see fit_linear_adam)."""
     linear_map = fit_linear_adam(true_latents, learned, generator, protocol.epochs, protocol.batch_size,
                                  protocol.learning_rate)
     return _mse(linear_map(true_latents), learned)
@@ -63,11 +65,12 @@ def recovery_scores(
     encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     decode: Callable[[torch.Tensor], torch.Tensor],
     test_set: EnumeratedTestSet,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     protocol: PmiProtocol = PmiProtocol(),
 ) -> RecoveryScores:
     """All recovery metrics. `encode`: x (N, D) -> (mu, logvar), each (..., N, d); `decode`: z (..., N, d) ->
-    (..., N, D). The leading dimensions are a population's members (none for a single model)."""
+    (..., N, D). The leading dimensions are a population's members (none for a single model); with a sequence of
+    G generators they are (G, M): G seed groups, each group's PMI fit drawing from its own generator."""
     mu, logvar = encode(test_set.images)  # (..., N, d) each
     true_latents = test_set.latents  # (N, n²)
     adam_map = fit_linear_adam(true_latents, mu, generator, protocol.epochs, protocol.batch_size,
