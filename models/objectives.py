@@ -3,6 +3,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from models.freeze import frozen
 from models.vae import MlpVae, reparameterise
@@ -33,7 +34,7 @@ def beta_elbo(
     mu, logvar = model.encode(x)  # (B, d) each
     z = reparameterise(mu, logvar, generator)  # (B, d)
     x_hat = model.decode(z)  # (B, D)
-    sse = (x_hat - x).pow(2).sum(dim=-1)  # (B,)
+    sse = squared_differences(x_hat, x).sum(dim=-1)  # (B,)
     reconstruction = sse / (2.0 * cfg.likelihood_variance)  # (B,)
     kl = model.prior.kl_from_posterior(mu, logvar)  # (B,)
     loss = (reconstruction + cfg.beta * kl).mean()
@@ -72,9 +73,15 @@ class SoftIntroConfig:
     sample_with_gradient: bool = False
 
 
+def squared_differences(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(output − target)² elementwise, target broadcast to output's shape. mse_loss does it in one pass forward and
+    one backward (sub, pow and pow's two-multiply backward take ~1.8× as long on a population's (P, B, D))."""
+    return F.mse_loss(output, target.expand_as(output), reduction="none")
+
+
 def squared_error(target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     """L_r: per-sample sum of squared errors, (B, ...) -> (B,)."""
-    return (output - target).pow(2).flatten(1).sum(dim=1)
+    return squared_differences(output, target).flatten(1).sum(dim=1)
 
 
 def normalised_neg_entropy(mean_responsibility: torch.Tensor) -> torch.Tensor:
@@ -191,9 +198,9 @@ def population_beta_elbo(model, x: torch.Tensor, beta: torch.Tensor, likelihood_
     z = mu + torch.exp(0.5 * logvar) * eps
     x_hat = model.decode(z)  # (P, B, D)
     if x.dim() == 3:  # member p of P reads batch p // (P/G)
-        sse = (x_hat.unflatten(0, (x.shape[0], -1)) - x[:, None]).pow(2).sum(dim=-1).flatten(0, 1)  # (P, B)
+        sse = squared_differences(x_hat.unflatten(0, (x.shape[0], -1)), x[:, None]).sum(dim=-1).flatten(0, 1)  # (P, B)
     else:
-        sse = (x_hat - x).pow(2).sum(dim=-1)  # (P, B)
+        sse = squared_differences(x_hat, x).sum(dim=-1)  # (P, B)
     reconstruction = sse / (2.0 * likelihood_variance[:, None])
     kl = model.prior.kl_from_posterior(mu, logvar)  # (P, B)
     member_loss = (reconstruction + beta[:, None] * kl).mean(dim=-1)  # (P,)
