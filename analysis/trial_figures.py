@@ -28,21 +28,32 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
+def image_mosaic(images: np.ndarray) -> np.ndarray:
+    """(rows, count, side²) uint8 images -> one (rows·(side+1) − 1, count·(side+1) − 1) array: image (i, j) at tile
+    (i, j), tiles separated by 1-pixel white (255) gaps."""
+    rows, count, pixels = images.shape
+    side = int(round(np.sqrt(pixels)))
+    tiles = np.pad(images.reshape(rows, count, side, side), ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=255)
+    return tiles.transpose(0, 2, 1, 3).reshape(rows * (side + 1), count * (side + 1))[:-1, :-1]
+
+
 def _image_grid(row: dict, path: Path) -> Path:
+    """The images as one mosaic in one axes (rows: IMAGE_ROWS), 1-pixel white gaps between tiles: one imshow
+    instead of an axes per image (~10× faster to draw, and a population's cells all end at once)."""
     images = np.asarray(row["plot/images"], dtype=np.uint8)  # (3, count, D)
     kinds, count, pixels = images.shape
     side = int(round(np.sqrt(pixels)))
-    figure = Figure(figsize=(count * 0.7, kinds * 0.8 + 0.4))
-    axes = figure.subplots(kinds, count, squeeze=False)
-    for i in range(kinds):
-        for j in range(count):
-            axis = axes[i][j]
-            axis.imshow(images[i, j].reshape(side, side), cmap="gray", vmin=0, vmax=255)
-            axis.set_xticks([])
-            axis.set_yticks([])
-        axes[i][0].set_ylabel(IMAGE_ROWS[i], fontsize=6, rotation=0, ha="right", va="center")
+    mosaic = image_mosaic(images)
+    figure = Figure(figsize=(count * 0.7, kinds * 0.7 + 0.35))
+    axis = figure.subplots()
+    axis.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    axis.set_xticks([])
+    axis.set_yticks([(side + 1) * i + side / 2 for i in range(kinds)], IMAGE_ROWS[:kinds], fontsize=6)
+    axis.tick_params(length=0)
+    for spine in axis.spines.values():
+        spine.set_visible(False)
     figure.suptitle(_title(row), fontsize=8)
-    figure.subplots_adjust(left=0.2, wspace=0.05, hspace=0.05)
+    figure.subplots_adjust(left=0.17, right=0.98, bottom=0.02, top=0.9)
     return _save(figure, path)
 
 

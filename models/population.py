@@ -7,7 +7,7 @@ which on a launch-bound GPU turns into ~P× throughput and on a CPU into larger,
 Layout: the encoder's first layer, whose input (a data batch shared by the members) is the same for all, is one
 wide product (B, D) × (D, P·H); every other layer is a batched product (P, B, in) × (P, in, out). Members of
 several seeds read one batch per seed: G equal groups of consecutive members, input (G, B, D), and the first layer
-is G wide products in one batched product (G, B, D) × (G, D, (P/G)·H).
+is G wide products in one batched product (G, B, D) × (G, D, (P/G)·H), its weight stored in that layout.
 """
 import torch
 from torch import nn
@@ -17,59 +17,73 @@ from models.vae import MlpVae, MlpVaeConfig
 
 
 class StackedMlp(nn.Module):
-    """P MLPs of one shape; ReLU between layers, none after the last. `shared_input`: the first layer's weight is
-    stored (in, P, out) so an input batch shared by all members (or by each group of them) needs one wide product."""
+    """P MLPs of one shape; ReLU between layers, none after the last.
 
-    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], shared_input: bool):
+    `input_groups` G (encoders: the input is shared by all members, or by each of G equal groups of consecutive
+    members): the first layer's weight is stored (G, in, (P/G)·out), so the shared input needs one wide product per
+    group and its gradient comes out of the backward product in the stored layout (no transposing copy). Otherwise
+    (None) every weight is (P, in, out)."""
+
+    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], input_groups: int | None):
         super().__init__()
-        self.shared_input = shared_input
+        self.input_groups = input_groups
         self.size = biases[0].shape[0]
-        self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)  # (P, in, out); first may be (in, P, out)
+        self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)  # (P, in, out); first (G, in, (P/G)·out)
         self.biases = nn.ParameterList(nn.Parameter(b) for b in biases)  # (P, out)
 
     @classmethod
-    def from_members(cls, members: list[nn.Sequential], shared_input: bool) -> "StackedMlp":
+    def from_members(cls, members: list[nn.Sequential], input_groups: int | None) -> "StackedMlp":
         linears = [[m for m in member if isinstance(m, nn.Linear)] for member in members]
         weights, biases = [], []
         for layer in range(len(linears[0])):
             stacked = torch.stack([lin[layer].weight.detach().T for lin in linears])  # (P, in, out)
-            if layer == 0 and shared_input:
-                stacked = stacked.transpose(0, 1)  # (in, P, out)
+            if layer == 0 and input_groups:
+                size, fan_in, fan_out = stacked.shape
+                grouped = stacked.view(input_groups, size // input_groups, fan_in, fan_out).transpose(1, 2)
+                stacked = grouped.reshape(input_groups, fan_in, -1)  # (G, in, (P/G)·out)
             weights.append(stacked.contiguous())
             biases.append(torch.stack([lin[layer].bias.detach() for lin in linears]))
-        return cls(weights, biases, shared_input)
+        return cls(weights, biases, input_groups)
+
+    def first_layer_members(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The first layer's weight (or a tensor of its shape: gradient, optimiser moment) viewed (G, in, P/G, out):
+        member p is [p // (P/G), :, p % (P/G)]."""
+        groups, fan_in, _ = self.weights[0].shape
+        return tensor.view(groups, fan_in, self.size // groups, -1)
 
     def member_weights(self, p: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(weight (out, in), bias (out,)) per layer of member p, as nn.Linear stores them."""
         layers = []
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            w = weight[:, p] if (layer == 0 and self.shared_input) else weight[p]
+            if layer == 0 and self.input_groups:
+                group, index = divmod(p, self.size // self.input_groups)
+                w = self.first_layer_members(weight)[group, :, index]  # (in, out)
+            else:
+                w = weight[p]
             layers.append((w.T.detach().clone(), bias[p].detach().clone()))
         return layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, in) shared by all members, or (G, B, in), batch g shared by the g-th of G equal groups of
-        consecutive members (shared_input); else (P, B, in) -> (P, B, out)."""
+        consecutive members (input_groups); else (P, B, in) -> (P, B, out)."""
         last = len(self.weights) - 1
         h = x
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            if layer == 0 and self.shared_input:
-                h = self._wide_first_layer(h, weight) + bias[:, None, :]  # (P, B, out)
+            if layer == 0 and self.input_groups:
+                h = self._wide_first_layer(h, weight, bias)  # (P, B, out)
             else:
                 h = torch.baddbmm(bias[:, None, :], h, weight)  # (P, B, out)
             if layer < last:
                 h = torch.relu(h)
         return h
 
-    def _wide_first_layer(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """x (B, in) or (G, B, in) times the (in, P, out) weight -> (P, B, out), without the bias."""
-        if x.dim() == 2:
-            wide = x @ weight.reshape(weight.shape[0], -1)  # (B, P·out): one product for every member
-            return wide.reshape(x.shape[0], self.size, -1).transpose(0, 1)
-        groups, batch = x.shape[0], x.shape[1]
-        grouped = weight.reshape(weight.shape[0], groups, -1).transpose(0, 1)  # (G, in, (P/G)·out)
-        wide = torch.bmm(x, grouped)  # (G, B, (P/G)·out): one wide product per group
-        return wide.reshape(groups, batch, self.size // groups, -1).transpose(1, 2).reshape(self.size, batch, -1)
+    def _wide_first_layer(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x (B, in), shared by all, or (G, B, in), times the (G, in, (P/G)·out) weight, plus bias -> (P, B, out)."""
+        groups, fan_in, wide_out = weight.shape
+        batch = x.shape[-2]
+        x = x.expand(groups, batch, fan_in)  # (G, B, in): a view when one batch is shared by every group
+        wide = torch.baddbmm(bias.view(groups, 1, wide_out), x, weight)  # (G, B, (P/G)·out): one product per group
+        return wide.view(groups, batch, self.size // groups, -1).transpose(1, 2).reshape(self.size, batch, -1)
 
 
 class PopulationMlpVae(nn.Module):
@@ -83,10 +97,12 @@ class PopulationMlpVae(nn.Module):
         self.prior = StandardNormalPrior(config.latent_dim)
 
     @classmethod
-    def from_members(cls, members: list[MlpVae]) -> "PopulationMlpVae":
+    def from_members(cls, members: list[MlpVae], input_groups: int = 1) -> "PopulationMlpVae":
+        """`input_groups` G: the members form G equal groups of consecutive members, each reading its own data
+        batch (one per seed); 1: every member reads the same batch."""
         config = members[0].config
-        encoder = StackedMlp.from_members([m.encoder.net for m in members], shared_input=True)
-        decoder = StackedMlp.from_members([m.decoder for m in members], shared_input=False)
+        encoder = StackedMlp.from_members([m.encoder.net for m in members], input_groups=input_groups)
+        decoder = StackedMlp.from_members([m.decoder for m in members], input_groups=None)
         return cls(encoder, decoder, config)
 
     @property

@@ -60,7 +60,7 @@ class BiasGridPopulationRun:
         self.device = self.data.device
         self.group_size = len(config["betas"])  # M: members per group; member p is in group p // M
         self.model = PopulationMlpVae.from_members(
-            [group.new_model() for group in self.groups for _ in config["betas"]]).to(self.device)
+            [group.new_model() for group in self.groups for _ in config["betas"]], len(self.groups)).to(self.device)
         size = self.model.size
         self.optimiser = adam(self.model.parameters(), config["learning_rate"])
         self.beta = torch.tensor(config["betas"] * len(self.groups), device=self.device)  # (P,)
@@ -126,13 +126,18 @@ class BiasGridPopulationRun:
     def _zero_members(self, members: torch.Tensor, gradients_only: bool = False) -> None:
         """Zero the given members' weights and optimiser state (or only their gradients): a diverged member
         stays finite and still, so batched products and the living members are unaffected."""
-        wide = self.model.encoder.weights[0]  # (in, P, out): the member is its second dimension
+        encoder = self.model.encoder
+        group, index = members // self.group_size, members % self.group_size  # where the wide first layer keeps them
         for parameter in self.model.parameters():
             targets = [parameter.grad] if gradients_only else [parameter, *(
                 v for v in self.optimiser.state.get(parameter, {}).values() if torch.is_tensor(v) and v.dim() > 0)]
             for tensor in targets:
-                if tensor is not None:
-                    tensor[(slice(None), members) if parameter is wide else members] = 0.0
+                if tensor is None:
+                    continue
+                if parameter is encoder.weights[0]:
+                    encoder.first_layer_members(tensor)[group, :, index] = 0.0
+                else:
+                    tensor[members] = 0.0
 
     # ---- evaluation -------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -187,6 +192,7 @@ class BiasGridPopulationRun:
                 "pmi_baselines": list(self.pmi_baselines), "diverged_at": self.diverged_at.clone()}
 
     def load_state_dict(self, state: dict) -> None:
+        state = self._with_grouped_first_layer(state)
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
         if "groups" not in state:  # checkpoints of one-seed populations before 2026-12-04
@@ -195,6 +201,25 @@ class BiasGridPopulationRun:
             group.load_state_dict(group_state)
         self.step, self.pmi_baselines = state["step"], list(state["pmi_baselines"])
         self.diverged_at = state["diverged_at"].clone()
+
+    def _with_grouped_first_layer(self, state: dict) -> dict:
+        """Checkpoints written before 2026-12-04 18:50 UTC stored the encoder's first weight (and its Adam moments)
+        as (in, P, out); it is (G, in, (P/G)·out) now (StackedMlp)."""
+        key, wide = "encoder.weights.0", self.model.encoder.weights[0]
+        old = state["model"][key]
+        if old.shape == wide.shape:
+            return state
+        groups, fan_in, _ = wide.shape
+
+        def regroup(tensor: torch.Tensor) -> torch.Tensor:  # (in, P, out) -> (G, in, (P/G)·out)
+            return tensor.view(fan_in, groups, self.group_size, -1).transpose(0, 1).reshape(wide.shape).contiguous()
+
+        model = {**state["model"], key: regroup(old)}
+        index = next(i for i, p in enumerate(self.model.parameters()) if p is wide)  # its key in the optimiser state
+        moments = state["optimiser"]["state"].get(index, {})
+        optimiser_state = {**state["optimiser"]["state"], index: {
+            k: regroup(v) if torch.is_tensor(v) and v.shape == old.shape else v for k, v in moments.items()}}
+        return {**state, "model": model, "optimiser": {**state["optimiser"], "state": optimiser_state}}
 
     def save(self, directory) -> None:
         torch.save(self.state_dict(), Path(directory) / CHECKPOINT_FILE)

@@ -1,4 +1,5 @@
 """Analysis from a results table alone: seed means, failed trials left out, heatmaps and tables written."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -87,3 +88,15 @@ def test_report_is_one_self_contained_page_with_figures_tables_and_run_links(tmp
     assert page.count("href=\"http://127.0.0.1:5000/#/experiments/3/runs/") == 2  # parent and t0; t1 has no run
     assert "1 completed" in page and "1 diverged" in page and "summary" in page and "--preset demo" in page
     assert "src=\"http" not in page and "<script" not in page  # opens offline, runs nothing
+
+
+def test_image_mosaic_puts_each_image_in_its_tile_between_white_gaps():
+    from analysis.trial_figures import image_mosaic
+
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) * 5  # 2 rows of 3 images of 2×2 pixels
+    mosaic = image_mosaic(images)
+    assert mosaic.shape == (2 * 3 - 1, 3 * 3 - 1)
+    for i in range(2):
+        for j in range(3):
+            np.testing.assert_array_equal(mosaic[3 * i:3 * i + 2, 3 * j:3 * j + 2], images[i, j].reshape(2, 2))
+    assert (mosaic[2, :] == 255).all() and (mosaic[:, 2] == 255).all() and (mosaic[:, 5] == 255).all()

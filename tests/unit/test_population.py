@@ -1,5 +1,7 @@
 """The population engine: members match lone models (one seed, or several seeds with independent data), the op
 count per step does not grow with P, a diverged member drops out alone, checkpoints continue bit-identically."""
+import copy
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -125,3 +127,25 @@ def test_population_checkpoint_continues_bit_identically(seeds, tmp_path):
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items(),
                                  strict=True):
         assert torch.equal(a, b), name
+
+
+def test_checkpoint_with_the_earlier_first_layer_layout_resumes_identically():
+    """Checkpoints written before the first layer was stored per group ((in, P, out), weight and Adam moments)
+    still resume, to the same continuation as the current layout."""
+    straight = population(seeds=SEEDS)
+    straight.train_interval(15)
+    state = copy.deepcopy(straight.state_dict())  # the model's tensors themselves go on training
+    expected = straight.train_interval(15)
+    groups, fan_in, _ = straight.model.encoder.weights[0].shape
+
+    def old_layout(tensor):  # (G, in, (P/G)·out) -> (in, P, out)
+        return tensor.view(groups, fan_in, len(BETAS), -1).transpose(0, 1).reshape(fan_in, groups * len(BETAS), -1)
+
+    state["model"]["encoder.weights.0"] = old_layout(state["model"]["encoder.weights.0"])
+    moments = state["optimiser"]["state"][0]
+    moments.update({k: old_layout(v) for k, v in moments.items() if k.startswith("exp_avg")})
+    resumed = population(seeds=SEEDS)
+    resumed.load_state_dict(state)
+    again = resumed.train_interval(15)
+    strip = lambda ms: [{k: v for k, v in m.items() if "per_second" not in k} for m in ms]  # noqa: E731
+    assert strip(again) == strip(expected)
