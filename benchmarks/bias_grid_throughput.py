@@ -5,7 +5,11 @@ architecture (2×256) and at width 64; real Ray, real MLflow (SQLite), evaluatio
 Also: matmul FLOPs per model-step (torch's FlopCounterMode), the achieved GFLOP/s against a dense-matmul peak
 measured in the same run, and the aten operations per population step at P = 1, 7, 21.
 
-  .venv/bin/python benchmarks/bias_grid_throughput.py [--steps 2000] [--biases 0 5] [--seeds 0 1 2]
+  .venv/bin/python benchmarks/bias_grid_throughput.py [--steps 2000] [--biases 0 5] [--seeds 0 1 2] \
+      [--widths 256 64] [--repeats 1]
+
+With --repeats N, (a) and (b) alternate N times per width and the best of each is kept (a shared VM's run-to-run
+spread is ±25%); every repeat's figure is printed too.
 
 Prints Markdown (copy it into benchmarks/RESULTS.md with this command line).
 """
@@ -52,6 +56,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--biases", nargs="+", default=["0", "5"])
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="the paper preset's three by default")
+    parser.add_argument("--widths", type=int, nargs="+", default=[256, 64], help="hidden widths (paper: 256)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating (a)/(b) sweeps per width; best kept")
     args = parser.parse_args()
     torch.set_num_threads(2)
     peak = dense_matmul_peak(sizes=(1024, 2048, 4096), tries=2)
@@ -64,12 +70,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        for width in (256, 64):
+        for width in args.widths:
             flops_per_model_step = population_step_profile(width, 7)[0]
-            single = sweep_rate(root, f"single-{width}", width, args.steps, args.biases, args.seeds,
-                                population_size=1)
-            population = sweep_rate(root, f"population-{width}", width, args.steps, args.biases, args.seeds,
-                                    population_size=len(BETAS) * len(args.seeds))
+            singles, populations = [], []
+            for repeat in range(args.repeats):
+                singles.append(sweep_rate(root, f"single-{width}-{repeat}", width, args.steps, args.biases,
+                                          args.seeds, population_size=1))
+                populations.append(sweep_rate(root, f"population-{width}-{repeat}", width, args.steps, args.biases,
+                                              args.seeds, population_size=len(BETAS) * len(args.seeds)))
+                print(f"width {width}, repeat {repeat + 1}: (a) {singles[-1]:.0f}, (b) {populations[-1]:.0f} "
+                      f"model-steps/s ({populations[-1] / singles[-1]:.2f}×)", flush=True)
+            single, population = max(singles), max(populations)
             rows.append((width, flops_per_model_step, single, population))
     ray.shutdown()
     cells = len(BETAS) * len(args.biases) * len(args.seeds)

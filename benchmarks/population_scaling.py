@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from trainables.bias_grid import BiasGridRun  # noqa: E402
 from trainables.bias_grid_population import BiasGridPopulationRun  # noqa: E402
+from trainables.runtime import flush_denormals  # noqa: E402
 
 
 def synchronise(device: torch.device) -> None:
@@ -60,6 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    flush_denormals()  # as in a trial (trainables/trial_loop.trial_device)
     device = torch.device(args.device)
     peak = dense_matmul_peak(sizes=(2048, 4096, 8192) if device.type == "cuda" else (1024, 2048), device=device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

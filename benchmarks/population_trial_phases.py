@@ -12,6 +12,7 @@ import time
 import torch
 
 from trainables.bias_grid_population import BiasGridPopulationRun
+from trainables.runtime import flush_denormals
 
 
 def main() -> None:
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the paper preset's three")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    flush_denormals()  # as in a trial (trainables/trial_loop.trial_device)
     seconds: dict[str, float] = {}
     last = time.perf_counter()
 

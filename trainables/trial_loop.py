@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 import torch
 
-from trainables.runtime import assigned_gpu_ids, quiet_ray_worker_logs, resolve_device, use_assigned_cpus
+from trainables.runtime import (
+    assigned_gpu_ids,
+    flush_denormals,
+    quiet_ray_worker_logs,
+    resolve_device,
+    use_assigned_cpus,
+)
 
 
 class Diverged(RuntimeError):
@@ -46,8 +52,9 @@ class TuneSink:
 
 
 def trial_device(requested: str) -> torch.device:
-    """The trial's device and CPU thread budget, with Ray's per-checkpoint log lines silenced."""
+    """The trial's device and CPU thread budget, subnormals flushed, Ray's per-checkpoint log lines silenced."""
     use_assigned_cpus()
+    flush_denormals()
     quiet_ray_worker_logs()
     return resolve_device(requested)
 
