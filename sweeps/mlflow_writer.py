@@ -12,6 +12,7 @@ tracking ends) and exits by itself if the driver dies.
 """
 import contextlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import pickle
 import queue
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from sweeps.writer_engine import MlflowTarget, WriterEngine
 
-__all__ = ["MlflowTarget", "MlflowWriter"]
+__all__ = ["MlflowTarget", "MlflowWriter", "start_writer_server"]
 
 # the lowest CPU priority: the driver (0) always goes first, and Ray's trial workers (niceness 15) outweigh it ~2:1,
 # so tracking takes the idle moments during a sweep and finishes its backlog at the end
@@ -34,11 +35,12 @@ WRITER_NICENESS = 19
 def _writer_context():
     """A forkserver where the platform has one: a clean process, started once per driver with the writer's modules
     imported, that forks each writer; so no writer inherits the driver's threads (Ray's, MLflow's telemetry) or
-    their locks, and only the first sweep of a driver pays the imports (~2 s). Spawn elsewhere."""
+    their locks, and only the first sweep of a driver pays the imports (~3 s; sweeps/writer_preload.py).
+    Spawn elsewhere."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["sweeps.writer_engine", "analysis.trial_figures"])
+    context.set_forkserver_preload(["sweeps.writer_preload"])
     return context
 
 
@@ -54,6 +56,15 @@ def _main_module_hidden():
         yield
     finally:
         sys.modules["__main__"] = main
+
+
+def start_writer_server() -> None:
+    """Start the writers' forkserver now, so that its imports (~3 s of one core, see sweeps/writer_preload.py)
+    overlap Ray's start instead of holding up the sweep's first writer (the first `Process.start` waits for them).
+    Nothing to do where writers are spawned."""
+    if _writer_context().get_start_method() == "forkserver":
+        with _main_module_hidden():  # the forkserver, too, would import the driver's main script
+            multiprocessing.forkserver.ensure_running()
 
 
 def _writer_main(target, run_ids, requests, hurry, replies, driver_alive, retry_every_s, batch_interval_s) -> None:

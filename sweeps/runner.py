@@ -22,6 +22,7 @@ from sweeps.cli import PROGRESS_EVERY_S  # noqa: E402
 from sweeps.errors import SweepError  # noqa: E402
 from sweeps.interrupt_watch import InterruptWatch  # noqa: E402
 from sweeps.mlflow_tracking import check_tracking_uri  # noqa: E402
+from sweeps.mlflow_writer import start_writer_server  # noqa: E402
 from sweeps.progress import ProgressCallback  # noqa: E402
 from sweeps.results_table import RESULTS_FILE, ResultsTableCallback  # noqa: E402
 from sweeps.sweep_tracking import SweepTracking  # noqa: E402
@@ -133,13 +134,14 @@ def run_sweep(
     # the whole list (kilobytes) once as a warning; every value reaches MLflow and the results table instead
     logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.ERROR)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
+    start_writer_server()  # its imports run while Ray starts
+    connect_ray(settings.address)
     tracking = SweepTracking(settings, trial_label, early_stopped, sweep_params, full_config)
     table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
                                  total_trials, early_stopped, tracking.run_ids)
     interrupt = InterruptWatch()
     callbacks = [tracking.callback, table, ProgressCallback(trial_label, settings.progress_every_s), interrupt]
 
-    connect_ray(settings.address)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     trainable = tune.with_resources(trainable, resources)
     run_config = tune.RunConfig(
