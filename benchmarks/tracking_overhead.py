@@ -11,8 +11,16 @@ process before it and draining the writer and closing the parent run after it, s
 Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then (a) and (c)
 alternate over the repeats and the best time of each is kept (this VM's run-to-run noise is ±25%); (b), ten times
 slower, runs --ray-repeats times. Prints Markdown for benchmarks/RESULTS.md.
+
+By default everything shares the machine's cores: the sweep, the writer, the tracking server and PostgreSQL. With
+--sweep-cpus and --server-cpus (e.g. 0 and 1) the server and its PostgreSQL run on cores of their own, as on a cluster
+where the tracking server has its own machine; the sweep's driver, Ray and priorsweep's writer keep the other cores
+(Ray gets one CPU per sweep core).
 """
 import argparse
+import contextlib
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +39,14 @@ def reporting_trainable(config: dict) -> None:
     for step in range(1, config["results"] + 1):
         tune.report({"train/loss": 1.0 / step, "train/kl": 0.5 / step, "val/neg_elbo": 2.0 / step,
                      "val/kl": 0.1 * step, "train/steps_per_second": 100.0, "step": step})
+
+
+def cpu_list(text: str) -> set[int]:
+    """'0' or '0,1' -> {0, 1}"""
+    try:
+        return {int(part) for part in text.split(",")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected core numbers like 0 or 0,1, got {text!r}") from None
 
 
 def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, label: str) -> float:
@@ -63,34 +79,56 @@ def main() -> int:
     parser.add_argument("--results-per-trial", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=5, help="sweeps per configuration for (a) and (c)")
     parser.add_argument("--ray-repeats", type=int, default=1, help="sweeps per tracking store for (b)")
+    parser.add_argument("--sweep-cpus", type=cpu_list, help="cores for the sweep (driver, Ray, writer), e.g. 0")
+    parser.add_argument("--server-cpus", type=cpu_list, help="cores for the tracking server and PostgreSQL, e.g. 1")
     args = parser.parse_args()
+    if (args.sweep_cpus is None) != (args.server_cpus is None):
+        parser.error("--sweep-cpus and --server-cpus go together")
+    if args.sweep_cpus is not None:
+        available = os.sched_getaffinity(0)
+        if not (args.sweep_cpus | args.server_cpus) <= available or args.sweep_cpus & args.server_cpus:
+            parser.error(f"--sweep-cpus and --server-cpus must be disjoint sets of this process's cores "
+                         f"{sorted(available)}")
     total = args.trials * args.results_per_trial
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows = []
-    with tempfile.TemporaryDirectory() as scratch, tracking_server(Path(scratch) / "server") as server:
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
+        if args.server_cpus is not None:  # the server and PostgreSQL inherit this affinity, nothing else does
+            os.sched_setaffinity(0, args.server_cpus)
+        server = stack.enter_context(tracking_server(Path(scratch) / "server"))
+        if args.sweep_cpus is not None:  # then Ray, its workers and the writer's forkserver inherit this one
+            os.sched_setaffinity(0, args.sweep_cpus)
+        ray.init(num_cpus=len(args.sweep_cpus) if args.sweep_cpus else 2, include_dashboard=False,
+                 log_to_driver=False)
         root = Path(scratch)
         backends = {"SQLite file": f"sqlite:///{root}/mlflow.db", "mlflow server (PostgreSQL)": server.uri}
-        best: dict[tuple[str, str], float] = {}
+        rates: dict[tuple[str, str], list[float]] = {}
         for mode in ("none", "ours"):  # Ray's workers, and the writer's forkserver (started once per driver)
             run_once(mode, backends["SQLite file"], root, args.trials, args.results_per_trial, "warm-up")
         for repeat in range(args.repeats):
             for backend, uri in backends.items():
                 for mode in ("none", "ray", "ours") if repeat < args.ray_repeats else ("none", "ours"):
                     seconds = run_once(mode, uri, root, args.trials, args.results_per_trial, f"r{repeat}")
-                    key = (backend, mode)
-                    best[key] = min(best.get(key, float("inf")), seconds)
+                    rates.setdefault((backend, mode), []).append(total / seconds)
                     print(f"  repeat {repeat}: {backend:28s} {mode:5s} {total / seconds:8.1f} results/s",
                           file=sys.stderr, flush=True)
         for backend in backends:
-            rate = {mode: total / best[(backend, mode)] for mode in ("none", "ray", "ours")}
-            rows.append(f"| {backend} | {rate['none']:.0f} | {rate['ray']:.0f} | {rate['ours']:.0f} | "
-                        f"{rate['ours'] / rate['none']:.2f} | {rate['ours'] / rate['ray']:.1f}× |")
-    ray.shutdown()
+            best = {mode: max(rates[(backend, mode)]) for mode in ("none", "ray", "ours")}
+            # (a) and (c) ran back to back in each repeat: their ratio there is the least disturbed by the
+            # machine's drift over the run
+            paired = [ours / none for none, ours in zip(rates[(backend, "none")], rates[(backend, "ours")],
+                                                              strict=True)]
+            rows.append(f"| {backend} | {best['none']:.0f} | {best['ray']:.0f} | {best['ours']:.0f} | "
+                        f"{best['ours'] / best['none']:.2f} | {statistics.median(paired):.2f} "
+                        f"({', '.join(f'{r:.2f}' for r in paired)}) | {best['ours'] / best['ray']:.1f}× |")
+        ray.shutdown()
     print(f"\n{args.trials} trials × {args.results_per_trial} results = {total} results per sweep; best of "
           f"{args.repeats} for (a) and (c), of {args.ray_repeats} for (b)\n")
-    print("| tracking store | (a) no tracking, results/s | (b) Ray MLflowLoggerCallback | (c) priorsweep | (c)/(a) | "
-          "(c)/(b) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    layout = (f"sweep on cores {sorted(args.sweep_cpus)}, tracking server and PostgreSQL on {sorted(args.server_cpus)}"
+              if args.sweep_cpus else "everything on the same cores")
+    print(f"{layout}\n")
+    print("| tracking store | (a) no tracking, results/s | (b) Ray MLflowLoggerCallback | (c) priorsweep | "
+          "(c)/(a), best of each | (c)/(a) per repeat: median (all) | (c)/(b) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0
 
