@@ -10,9 +10,7 @@ one local Ray with 2 CPUs; wall time covers Tuner.fit plus, for (c), creating th
 process before it and draining the writer and closing the parent run after it, so what a user waits for is counted.
 Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then (a) and (c)
 alternate over the repeats and the best time of each is kept (this VM's run-to-run noise is ±25%); (b), ten times
-slower, runs --ray-repeats times. Prints Markdown for benchmarks/RESULTS.md: results/s (best of each, and (c)/(a)
-paired within each repeat), and the CPU time all cores spent per sweep (from /proc/stat: the sweep, the writer, the
-server and PostgreSQL together), which the VM's neighbours disturb far less than wall time.
+slower, runs --ray-repeats times. Prints Markdown for benchmarks/RESULTS.md.
 
 By default everything shares the machine's cores: the sweep, the writer, the tracking server and PostgreSQL. With
 --sweep-cpus and --server-cpus (e.g. 0 and 1) the server and its PostgreSQL run on cores of their own, as on a cluster
@@ -51,19 +49,10 @@ def cpu_list(text: str) -> set[int]:
         raise argparse.ArgumentTypeError(f"expected core numbers like 0 or 0,1, got {text!r}") from None
 
 
-def machine_busy_s() -> float:
-    """CPU seconds all of this machine's cores have spent busy since boot (/proc/stat: user, nice, system, irq,
-    softirq; not idle, I/O wait or time stolen by the VM's neighbours)."""
-    with open("/proc/stat") as stat:
-        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in stat.readline().split()[1:8])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
-def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, label: str) -> tuple[float, float]:
-    """(wall seconds, busy CPU seconds of the whole machine) of one sweep."""
+def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, label: str) -> float:
     name = f"{label}-{mode}-{time.monotonic_ns()}"
     callbacks, tracking = [], None
-    start, busy = time.perf_counter(), machine_busy_s()
+    start = time.perf_counter()
     if mode == "ray":
         callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name="tracking_overhead_ray"))
     elif mode == "ours":
@@ -81,7 +70,7 @@ def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, 
     tuner.fit()
     if tracking is not None:
         tracking.close("FINISHED")
-    return time.perf_counter() - start, machine_busy_s() - busy
+    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -113,30 +102,24 @@ def main() -> int:
         root = Path(scratch)
         backends = {"SQLite file": f"sqlite:///{root}/mlflow.db", "mlflow server (PostgreSQL)": server.uri}
         rates: dict[tuple[str, str], list[float]] = {}
-        cpu: dict[tuple[str, str], list[float]] = {}
         for mode in ("none", "ours"):  # Ray's workers, and the writer's forkserver (started once per driver)
             run_once(mode, backends["SQLite file"], root, args.trials, args.results_per_trial, "warm-up")
         for repeat in range(args.repeats):
             for backend, uri in backends.items():
                 for mode in ("none", "ray", "ours") if repeat < args.ray_repeats else ("none", "ours"):
-                    seconds, busy = run_once(mode, uri, root, args.trials, args.results_per_trial, f"r{repeat}")
+                    seconds = run_once(mode, uri, root, args.trials, args.results_per_trial, f"r{repeat}")
                     rates.setdefault((backend, mode), []).append(total / seconds)
-                    cpu.setdefault((backend, mode), []).append(busy)
-                    print(f"  repeat {repeat}: {backend:28s} {mode:5s} {total / seconds:8.1f} results/s, "
-                          f"{busy:5.1f} CPU s", file=sys.stderr, flush=True)
+                    print(f"  repeat {repeat}: {backend:28s} {mode:5s} {total / seconds:8.1f} results/s",
+                          file=sys.stderr, flush=True)
         for backend in backends:
             best = {mode: max(rates[(backend, mode)]) for mode in ("none", "ray", "ours")}
             # (a) and (c) ran back to back in each repeat: their ratio there is the least disturbed by the
             # machine's drift over the run
             paired = [ours / none for none, ours in zip(rates[(backend, "none")], rates[(backend, "ours")],
                                                               strict=True)]
-            # CPU time, unlike wall time, hardly moves with what the VM's neighbours do: what tracking costs
-            extra_cpu = [ours / none - 1 for none, ours in zip(cpu[(backend, "none")], cpu[(backend, "ours")],
-                                                                 strict=True)]
             rows.append(f"| {backend} | {best['none']:.0f} | {best['ray']:.0f} | {best['ours']:.0f} | "
                         f"{best['ours'] / best['none']:.2f} | {statistics.median(paired):.2f} "
-                        f"({', '.join(f'{r:.2f}' for r in paired)}) | {best['ours'] / best['ray']:.1f}× | "
-                        f"{statistics.median(extra_cpu):+.0%} ({', '.join(f'{r:+.0%}' for r in extra_cpu)}) |")
+                        f"({', '.join(f'{r:.2f}' for r in paired)}) | {best['ours'] / best['ray']:.1f}× |")
         ray.shutdown()
     print(f"\n{args.trials} trials × {args.results_per_trial} results = {total} results per sweep; best of "
           f"{args.repeats} for (a) and (c), of {args.ray_repeats} for (b)\n")
@@ -144,8 +127,8 @@ def main() -> int:
               if args.sweep_cpus else "everything on the same cores")
     print(f"{layout}\n")
     print("| tracking store | (a) no tracking, results/s | (b) Ray MLflowLoggerCallback | (c) priorsweep | "
-          "(c)/(a), best of each | (c)/(a) per repeat: median (all) | (c)/(b) | (c)'s CPU over (a)'s: median (all) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "(c)/(a), best of each | (c)/(a) per repeat: median (all) | (c)/(b) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0
 
