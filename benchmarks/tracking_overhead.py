@@ -10,7 +10,8 @@ one local Ray with 2 CPUs; wall time covers Tuner.fit plus, for (c), creating th
 process before it and draining the writer and closing the parent run after it, so what a user waits for is counted.
 Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then (a) and (c)
 alternate over the repeats and the best time of each is kept (this VM's run-to-run noise is ±25%); (b), ten times
-slower, runs --ray-repeats times. Prints Markdown for benchmarks/RESULTS.md.
+slower, runs --ray-repeats times. Prints Markdown for benchmarks/RESULTS.md: the best of each, and (c)/(a) within
+each repeat (the two ran back to back) with its median.
 
 By default everything shares the machine's cores: the sweep, the writer, the tracking server and PostgreSQL. With
 --sweep-cpus and --server-cpus (e.g. 0 and 1) the server and its PostgreSQL run on cores of their own, as on a cluster

@@ -7,8 +7,6 @@ trials on the same cores. Imported here, it is paid once, in the forkserver, whi
 Both stores are loaded, as the writer's URI is known only when it starts: the database store (sqlite://,
 postgresql://) and the REST store (http:// server).
 """
-import gc
-
 import mlflow.store.tracking.rest_store  # noqa: F401 (imported for its side effect: loaded once)
 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 from sqlalchemy.orm import configure_mappers
@@ -17,4 +15,3 @@ import analysis.trial_figures  # noqa: F401 (matplotlib, for the per-cell figure
 import sweeps.writer_engine  # noqa: F401
 
 configure_mappers()
-gc.freeze()
