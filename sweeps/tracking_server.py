@@ -72,7 +72,10 @@ class PostgresServer:
 
     @property
     def uri(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+        # psycopg2 (C): the MLflow server spends ~20% less CPU per tracking call than with SQLAlchemy 2.1's default
+        # for postgresql://, psycopg 3, whose query loop runs in Python (server CPU per trial of create_run,
+        # log_batch and set_terminated: 41 vs 49-55 ms, measured in pairs)
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/mlflow"
 
     def _run(self, *command: str) -> None:
         result = subprocess.run(_as_postgres_user([str(self.bin / command[0]), *command[1:]]),

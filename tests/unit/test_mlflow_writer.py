@@ -22,7 +22,8 @@ def _write_marker(text: str, path: Path) -> None:
 
 
 def _write_loaded_stores(path: Path) -> None:
-    path.write_text(" ".join(name for name in MLFLOW_STORES if name in sys.modules))
+    remembered_absent = ["dbruntime"] if "dbruntime" in sys.modules and sys.modules["dbruntime"] is None else []
+    path.write_text(" ".join([name for name in MLFLOW_STORES if name in sys.modules] + remembered_absent))
 
 
 def test_queued_events_arrive_as_one_run_per_cell_with_its_history_status_and_figure(tmp_path):
@@ -53,13 +54,14 @@ def test_queued_events_arrive_as_one_run_per_cell_with_its_history_status_and_fi
 
 def test_a_writer_starts_with_mlflows_stores_already_imported(tmp_path):
     # importing them took ~0.8 s of CPU in every sweep's writer; its forkserver imports them once per driver. A
-    # writer without MLflow never needs a store itself, so finding them loaded in it shows they came preloaded.
+    # writer without MLflow never needs a store itself, so finding them loaded in it shows they came preloaded;
+    # and it knows already that Databricks' runtime is absent (sweeps/writer_preload.py)
     marker = tmp_path / "stores.txt"
     writer = MlflowWriter(None, {})
     writer.log_artifact(None, marker, None, make=partial(_write_loaded_stores, marker))
     writer.flush()
     assert writer.close() is True
-    assert marker.read_text().split() == list(MLFLOW_STORES)
+    assert marker.read_text().split() == [*MLFLOW_STORES, "dbruntime"]
 
 
 def test_the_writer_process_ends_when_the_driver_is_killed(tmp_path):
@@ -113,3 +115,33 @@ def test_a_driver_script_without_a_main_guard_runs_once(tmp_path):
                               cwd=Path(__file__).parents[2])
     assert finished.returncode == 0, finished.stderr
     assert marker.read_text() == "ran\n", finished.stderr
+
+
+def test_the_writer_remembers_which_platform_modules_are_absent_and_leaves_installed_ones_alone():
+    # MLflow's client tries to import Databricks' and Spark's modules before every request; remembering that they
+    # are absent makes each try fail at once instead of searching sys.path again
+    script = textwrap.dedent("""
+        import sys
+        from sweeps.writer_preload import remember_absent_platform_modules
+        marked = remember_absent_platform_modules(("wave", "priorsweep_no_such_platform"))
+        assert marked == ["priorsweep_no_such_platform"], marked
+        assert sys.modules["priorsweep_no_such_platform"] is None
+        import wave  # installed: still imports
+        # both refusals come from the None entry, without a search of sys.path
+        for statement, refusal in (("import priorsweep_no_such_platform", "None in sys.modules"),
+                                   ("from priorsweep_no_such_platform.context import get_context",
+                                    "'priorsweep_no_such_platform' is not a package")):
+            try:
+                exec(statement)
+            except ModuleNotFoundError as error:
+                assert refusal in str(error), error
+            else:
+                raise AssertionError("an absent module imported")
+        from mlflow.utils import databricks_utils
+        assert not databricks_utils.is_in_databricks_notebook() and not databricks_utils.is_in_cluster()
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
