@@ -3,15 +3,16 @@
 (c) priorsweep's tracking (journal + background batched writer, parent run, one child per trial), side by side in
 one run, against one SQLite file and against a local `mlflow server` (PostgreSQL backend, started here).
 
-  .venv/bin/python benchmarks/tracking_overhead.py [--trials 40] [--results-per-trial 25] [--repeats 5]
+  .venv/bin/python benchmarks/tracking_overhead.py [--trials 40] [--results-per-trial 25] [--repeats 8]
 
 Every configuration runs the same Tune sweep (a trainable that only reports: 5 namespaced metrics per result) on
 one local Ray with 2 CPUs; wall time covers Tuner.fit plus, for (c), creating the parent run and starting the writer
 process before it and draining the writer and closing the parent run after it, so what a user waits for is counted.
-Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then (a) and (c)
-alternate over the repeats and the best time of each is kept (this VM's run-to-run noise is ±25%); (b), ten times
-slower, runs --ray-repeats times. Prints Markdown for benchmarks/RESULTS.md: the best of each, and (c)/(a) within
-each repeat (the two ran back to back) with its median.
+Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then (a) and (c) run
+back to back in each repeat, in alternating order ((a) first in even repeats, (c) first in odd ones), and (b), ten
+times slower, runs in the first --ray-repeats. Prints Markdown for benchmarks/RESULTS.md: the best of each, and
+(c)/(a) within each repeat with its median (this VM's speed drifts by up to 2x within minutes, so the paired median
+is the figure to read).
 
 By default everything shares the machine's cores: the sweep, the writer, the tracking server and PostgreSQL. With
 --sweep-cpus and --server-cpus (e.g. 0 and 1) the server and its PostgreSQL run on cores of their own, as on a cluster
@@ -78,7 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--results-per-trial", type=int, default=25)
-    parser.add_argument("--repeats", type=int, default=5, help="sweeps per configuration for (a) and (c)")
+    parser.add_argument("--repeats", type=int, default=8, help="sweeps per configuration for (a) and (c)")
     parser.add_argument("--ray-repeats", type=int, default=1, help="sweeps per tracking store for (b)")
     parser.add_argument("--sweep-cpus", type=cpu_list, help="cores for the sweep (driver, Ray, writer), e.g. 0")
     parser.add_argument("--server-cpus", type=cpu_list, help="cores for the tracking server and PostgreSQL, e.g. 1")
@@ -106,8 +107,11 @@ def main() -> int:
         for mode in ("none", "ours"):  # Ray's workers, and the writer's forkserver (started once per driver)
             run_once(mode, backends["SQLite file"], root, args.trials, args.results_per_trial, "warm-up")
         for repeat in range(args.repeats):
+            # (a) then (c) in even repeats, (c) then (a) in odd ones: a machine that speeds up or slows down during
+            # the run then favours each side equally often
+            pair = ("none", "ours") if repeat % 2 == 0 else ("ours", "none")
             for backend, uri in backends.items():
-                for mode in ("none", "ray", "ours") if repeat < args.ray_repeats else ("none", "ours"):
+                for mode in (*pair, "ray") if repeat < args.ray_repeats else pair:
                     seconds = run_once(mode, uri, root, args.trials, args.results_per_trial, f"r{repeat}")
                     rates.setdefault((backend, mode), []).append(total / seconds)
                     print(f"  repeat {repeat}: {backend:28s} {mode:5s} {total / seconds:8.1f} results/s",
