@@ -1,6 +1,7 @@
 """Nothing finished is lost: a driver killed mid-sweep keeps its finished rows, and --resume completes the sweep
 with every trial exactly once, in the table and in MLflow."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,7 +69,10 @@ def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(local_ray
     _, stderr = driver.communicate(timeout=120)
 
     assert driver.returncode == 130, stderr[-2000:]
-    assert "Traceback" not in stderr and "--name ctrl-c --resume" in stderr
+    # the driver's own output: Ray also forwards its workers' lines, each prefixed "(name pid=N)", and a trial worker
+    # that Ray's shutdown SIGTERMs mid-step can print Python's "Exception ignored … SystemExit" there (seen once in CI)
+    drivers_lines = "\n".join(line for line in stderr.splitlines() if not re.search(r"\(\S+ pid=\d+\)", line))
+    assert "Traceback" not in drivers_lines and "--name ctrl-c --resume" in drivers_lines
     kept = pd.read_parquet(out_dir / "results.parquet")
     assert 1 <= len(kept) < 4 and (kept["status"] == "completed").all()
     client = MlflowClient(tracking_uri=uri)
