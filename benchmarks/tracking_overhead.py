@@ -3,16 +3,16 @@
 (c) priorsweep's tracking (journal + background batched writer, parent run, one child per trial), side by side in
 one run, against one SQLite file and against a local `mlflow server` (PostgreSQL backend, started here).
 
-  .venv/bin/python benchmarks/tracking_overhead.py [--trials 40] [--results-per-trial 25] [--repeats 8]
+  .venv/bin/python benchmarks/tracking_overhead.py [--trials 40] [--results-per-trial 25] [--repeats 6]
 
 Every configuration runs the same Tune sweep (a trainable that only reports: 5 namespaced metrics per result) on
 one local Ray with 2 CPUs; wall time covers Tuner.fit plus, for (c), creating the parent run and starting the writer
 process before it and draining the writer and closing the parent run after it, so what a user waits for is counted.
-Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then (a) and (c) run
-back to back in each repeat, in alternating order ((a) first in even repeats, (c) first in odd ones), and (b), ten
-times slower, runs in the first --ray-repeats. Prints Markdown for benchmarks/RESULTS.md: the best of each, and
-(c)/(a) within each repeat with its median (this VM's speed drifts by up to 2x within minutes, so the paired median
-is the figure to read).
+Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then each repeat runs
+(a), (c), (a) again back to back per tracking store, and (b), ten times slower, in the first --ray-repeats. Prints
+Markdown for benchmarks/RESULTS.md: the best of each; (c) over the mean of the two (a) beside it, per repeat, with
+its median (this VM's speed drifts by up to 2x within minutes, so this is the figure to read); and the second (a)
+over the first, a comparison where nothing changed, which shows how far noise alone moves such a ratio.
 
 By default everything shares the machine's cores: the sweep, the writer, the tracking server and PostgreSQL. With
 --sweep-cpus and --server-cpus (e.g. 0 and 1) the server and its PostgreSQL run on cores of their own, as on a cluster
@@ -79,7 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--results-per-trial", type=int, default=25)
-    parser.add_argument("--repeats", type=int, default=8, help="sweeps per configuration for (a) and (c)")
+    parser.add_argument("--repeats", type=int, default=6, help="sweeps per configuration for (a) and (c)")
     parser.add_argument("--ray-repeats", type=int, default=1, help="sweeps per tracking store for (b)")
     parser.add_argument("--sweep-cpus", type=cpu_list, help="cores for the sweep (driver, Ray, writer), e.g. 0")
     parser.add_argument("--server-cpus", type=cpu_list, help="cores for the tracking server and PostgreSQL, e.g. 1")
@@ -107,24 +107,23 @@ def main() -> int:
         for mode in ("none", "ours"):  # Ray's workers, and the writer's forkserver (started once per driver)
             run_once(mode, backends["SQLite file"], root, args.trials, args.results_per_trial, "warm-up")
         for repeat in range(args.repeats):
-            # (a) then (c) in even repeats, (c) then (a) in odd ones: a machine that speeds up or slows down during
-            # the run then favours each side equally often
-            pair = ("none", "ours") if repeat % 2 == 0 else ("ours", "none")
+            # (a), (c), (a) again: (c) is compared with the mean of the (a) on either side of it, which cancels a
+            # machine that speeds up or slows down steadily; the two (a) compared with each other show the noise
             for backend, uri in backends.items():
-                for mode in (*pair, "ray") if repeat < args.ray_repeats else pair:
+                for mode in ("none", "ours", "none", "ray") if repeat < args.ray_repeats else ("none", "ours", "none"):
                     seconds = run_once(mode, uri, root, args.trials, args.results_per_trial, f"r{repeat}")
                     rates.setdefault((backend, mode), []).append(total / seconds)
                     print(f"  repeat {repeat}: {backend:28s} {mode:5s} {total / seconds:8.1f} results/s",
                           file=sys.stderr, flush=True)
         for backend in backends:
             best = {mode: max(rates[(backend, mode)]) for mode in ("none", "ray", "ours")}
-            # (a) and (c) ran back to back in each repeat: their ratio there is the least disturbed by the
-            # machine's drift over the run
-            paired = [ours / none for none, ours in zip(rates[(backend, "none")], rates[(backend, "ours")],
-                                                              strict=True)]
+            before, after = rates[(backend, "none")][0::2], rates[(backend, "none")][1::2]
+            paired = [ours / ((a + b) / 2) for a, b, ours in zip(before, after, rates[(backend, "ours")], strict=True)]
+            same = [b / a for a, b in zip(before, after, strict=True)]
             rows.append(f"| {backend} | {best['none']:.0f} | {best['ray']:.0f} | {best['ours']:.0f} | "
                         f"{best['ours'] / best['none']:.2f} | {statistics.median(paired):.2f} "
-                        f"({', '.join(f'{r:.2f}' for r in paired)}) | {best['ours'] / best['ray']:.1f}× |")
+                        f"({', '.join(f'{r:.2f}' for r in paired)}) | {statistics.median(same):.2f} "
+                        f"({', '.join(f'{r:.2f}' for r in same)}) | {best['ours'] / best['ray']:.1f}× |")
         ray.shutdown()
     print(f"\n{args.trials} trials × {args.results_per_trial} results = {total} results per sweep; best of "
           f"{args.repeats} for (a) and (c), of {args.ray_repeats} for (b)\n")
@@ -132,8 +131,9 @@ def main() -> int:
               if args.sweep_cpus else "everything on the same cores")
     print(f"{layout}\n")
     print("| tracking store | (a) no tracking, results/s | (b) Ray MLflowLoggerCallback | (c) priorsweep | "
-          "(c)/(a), best of each | (c)/(a) per repeat: median (all) | (c)/(b) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "(c)/(a), best of each | (c)/(a) per repeat: median (all) | (a)/(a), no change: median (all) | "
+          "(c)/(b) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0
 
