@@ -19,8 +19,8 @@ import sweeps.writer_engine  # noqa: F401
 
 # Before every request to a tracking server, MLflow's client asks whether it runs inside Databricks or Spark by
 # importing these (~6 tries per request). Where one is not installed, each try searches all of sys.path again,
-# since Python does not remember a failed import: ~4 ms of CPU per trial's three requests, a quarter of the
-# writer's client work (measured against the local server). A None entry makes the same import fail at once.
+# since Python does not remember a failed import: 2-4 ms of CPU per trial's three requests, a fifth to a quarter
+# of the writer's client work (benchmarks/tracking_call_cost.py). A None entry makes the same import fail at once.
 PLATFORM_PROBES = ("dbruntime", "IPython", "pyspark")
 
 
