@@ -14,6 +14,7 @@ the child's tags), one `log_batch` (125 metrics: 25 steps of 5, two params, the 
 """
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -97,8 +98,7 @@ def main() -> int:
             for repeat in range(args.repeats):
                 drivers = ("psycopg2", "psycopg") if repeat % 2 == 0 else ("psycopg", "psycopg2")
                 for driver in drivers:
-                    uri = postgres.uri.split("://", 1)[1]
-                    server = MlflowServer(f"postgresql+{driver}://{uri}", Path(scratch) / f"artifacts-{driver}",
+                    server = MlflowServer(postgres.uri_with_driver(driver), Path(scratch) / f"artifacts-{driver}",
                                           log=Path(scratch) / "mlflow-server.log").start()
                     try:
                         probes = (True, False) if repeat % 2 == 0 else (False, True)
@@ -121,7 +121,7 @@ def main() -> int:
     print("| server's PostgreSQL driver, writer's platform probes | server | PostgreSQL | client (writer) |")
     print("|---|---:|---:|---:|")
     for key, values in rows.items():
-        medians = [sorted(column)[len(column) // 2] for column in zip(*values, strict=True)]
+        medians = [statistics.median(column) for column in zip(*values, strict=True)]
         print(f"| {key} | {medians[0]:.1f} | {medians[1]:.1f} | {medians[2]:.1f} |")
     return 0
 

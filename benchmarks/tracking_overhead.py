@@ -126,7 +126,7 @@ def main() -> int:
                         f"({', '.join(f'{r:.2f}' for r in same)}) | {best['ours'] / best['ray']:.1f}× |")
         ray.shutdown()
     print(f"\n{args.trials} trials × {args.results_per_trial} results = {total} results per sweep; best of "
-          f"{args.repeats} for (a) and (c), of {args.ray_repeats} for (b)\n")
+          f"{2 * args.repeats} for (a), of {args.repeats} for (c), of {args.ray_repeats} for (b)\n")
     layout = (f"sweep on cores {sorted(args.sweep_cpus)}, tracking server and PostgreSQL on {sorted(args.server_cpus)}"
               if args.sweep_cpus else "everything on the same cores")
     print(f"{layout}\n")

@@ -72,10 +72,13 @@ class PostgresServer:
 
     @property
     def uri(self) -> str:
-        # psycopg2 (C): the MLflow server spends ~10% less CPU per tracking call than with SQLAlchemy 2.1's default
-        # for postgresql://, psycopg 3, whose query loop runs in Python (server CPU per trial of create_run,
-        # log_batch and set_terminated: 41-42 vs 45-48 ms; benchmarks/tracking_call_cost.py)
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/mlflow"
+        """Through psycopg2 (C): the MLflow server spends ~10% less CPU per tracking call than with SQLAlchemy 2.1's
+        default for postgresql://, psycopg 3, whose query loop runs in Python (server CPU per trial of create_run,
+        log_batch and set_terminated: 41-42 vs 45-48 ms; benchmarks/tracking_call_cost.py)."""
+        return self.uri_with_driver("psycopg2")
+
+    def uri_with_driver(self, driver: str) -> str:
+        return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/mlflow"
 
     def _run(self, *command: str) -> None:
         result = subprocess.run(_as_postgres_user([str(self.bin / command[0]), *command[1:]]),
