@@ -3,16 +3,21 @@
 (c) priorsweep's tracking (journal + background batched writer, parent run, one child per trial), side by side in
 one run, against one SQLite file and against a local `mlflow server` (PostgreSQL backend, started here).
 
-  .venv/bin/python benchmarks/tracking_overhead.py [--trials 40] [--results-per-trial 25] [--repeats 6]
+  .venv/bin/python benchmarks/tracking_overhead.py [--trials 200] [--results-per-trial 25] [--repeats 6]
 
 Every configuration runs the same Tune sweep (a trainable that only reports: 5 namespaced metrics per result) on
 one local Ray with 2 CPUs; wall time covers Tuner.fit plus, for (c), creating the parent run and starting the writer
 process before it and draining the writer and closing the parent run after it, so what a user waits for is counted.
-Unrecorded warm-up sweeps of (a) and (c) come first (Ray's workers, the writer's forkserver); then each repeat runs
-(a), (c), (a) again back to back per tracking store, and (b), ten times slower, in the first --ray-repeats. Prints
-Markdown for benchmarks/RESULTS.md: the best of each; (c) over the mean of the two (a) beside it, per repeat, with
-its median (this VM's speed drifts by up to 2x within minutes, so this is the figure to read); and the second (a)
-over the first, a comparison where nothing changed, which shows how far noise alone moves such a ratio.
+(c) pays those once per sweep, and after the last result it also waits for what its low-priority writer has not
+sent yet (0.15-0.35 s per sweep measured; printed as "per-sweep setup + close"), so a short sweep shows more of them:
+with --trials 40 (the earlier default) a sweep runs ~5 s. (b) makes one request per metric and is 20-50x slower, so
+it runs --ray-trials (default 40) trials; its results/s hardly depends on the count.
+Unrecorded warm-up sweeps of (a), and of (c) against each tracking store, come first (Ray's workers, the writer's
+forkserver, the first connection to each store); then each repeat runs (a), (c), (a) again back to back per
+tracking store, and (b) in the first --ray-repeats. Prints Markdown for benchmarks/RESULTS.md: the best of each;
+(c) over the mean of the two (a) beside it, per repeat, with its median (this VM's speed drifts by up to 2x within
+minutes, so this is the figure to read); and the second (a) over the first, a comparison where nothing changed,
+which shows how far noise alone moves such a ratio.
 
 By default everything shares the machine's cores: the sweep, the writer, the tracking server and PostgreSQL. With
 --sweep-cpus and --server-cpus (e.g. 0 and 1) the server and its PostgreSQL run on cores of their own, as on a cluster
@@ -51,7 +56,9 @@ def cpu_list(text: str) -> set[int]:
         raise argparse.ArgumentTypeError(f"expected core numbers like 0 or 0,1, got {text!r}") from None
 
 
-def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, label: str) -> float:
+def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, label: str) -> tuple[float, float]:
+    """Seconds for the whole sweep, and of them those (c) spends once per sweep: setting up tracking before
+    Tuner.fit and closing it after."""
     name = f"{label}-{mode}-{time.monotonic_ns()}"
     callbacks, tracking = [], None
     start = time.perf_counter()
@@ -63,6 +70,7 @@ def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, 
         settings.out_dir.mkdir(parents=True)
         tracking = SweepTracking(settings, lambda c: f"trial {c['index']}", (), {"trials": trials})
         callbacks.append(tracking.callback)
+    setup = time.perf_counter() - start
     tuner = tune.Tuner(
         tune.with_resources(reporting_trainable, {"cpu": 1}),
         param_space={"results": results, "index": tune.grid_search(list(range(trials)))},
@@ -70,20 +78,25 @@ def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, 
         run_config=tune.RunConfig(name=name, storage_path=str(root / "_tune"), callbacks=callbacks, verbose=0),
     )
     tuner.fit()
+    fitted = time.perf_counter()
     if tracking is not None:
         tracking.close("FINISHED")
-    return time.perf_counter() - start
+    end = time.perf_counter()
+    return end - start, setup + (end - fitted) if tracking is not None else 0.0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--trials", type=int, default=200, help="trials per sweep of (a) and (c)")
+    parser.add_argument("--ray-trials", type=int, default=40, help="trials per sweep of (b), Ray's callback")
     parser.add_argument("--results-per-trial", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=6, help="sweeps per configuration for (a) and (c)")
     parser.add_argument("--ray-repeats", type=int, default=1, help="sweeps per tracking store for (b)")
     parser.add_argument("--sweep-cpus", type=cpu_list, help="cores for the sweep (driver, Ray, writer), e.g. 0")
     parser.add_argument("--server-cpus", type=cpu_list, help="cores for the tracking server and PostgreSQL, e.g. 1")
     args = parser.parse_args()
+    if min(args.trials, args.ray_trials, args.results_per_trial, args.repeats) < 1 or args.ray_repeats < 1:
+        parser.error("--trials, --ray-trials, --results-per-trial, --repeats and --ray-repeats must be at least 1")
     if (args.sweep_cpus is None) != (args.server_cpus is None):
         parser.error("--sweep-cpus and --server-cpus go together")
     if args.sweep_cpus is not None:
@@ -91,7 +104,6 @@ def main() -> int:
         if not (args.sweep_cpus | args.server_cpus) <= available or args.sweep_cpus & args.server_cpus:
             parser.error(f"--sweep-cpus and --server-cpus must be disjoint sets of this process's cores "
                          f"{sorted(available)}")
-    total = args.trials * args.results_per_trial
     rows = []
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         if args.server_cpus is not None:  # the server and PostgreSQL inherit this affinity, nothing else does
@@ -104,16 +116,23 @@ def main() -> int:
         root = Path(scratch)
         backends = {"SQLite file": f"sqlite:///{root}/mlflow.db", "mlflow server (PostgreSQL)": server.uri}
         rates: dict[tuple[str, str], list[float]] = {}
-        for mode in ("none", "ours"):  # Ray's workers, and the writer's forkserver (started once per driver)
-            run_once(mode, backends["SQLite file"], root, args.trials, args.results_per_trial, "warm-up")
+        fixed: dict[str, list[float]] = {}  # tracking store -> (c)'s per-sweep setup + close, seconds
+        # Ray's workers, the writer's forkserver (started once per driver), each store's first connection
+        run_once("none", None, root, args.trials, args.results_per_trial, "warm-up")
+        for uri in backends.values():
+            run_once("ours", uri, root, args.trials, args.results_per_trial, "warm-up")
         for repeat in range(args.repeats):
             # (a), (c), (a) again: (c) is compared with the mean of the (a) on either side of it, which cancels a
             # machine that speeds up or slows down steadily; the two (a) compared with each other show the noise
             for backend, uri in backends.items():
                 for mode in ("none", "ours", "none", "ray") if repeat < args.ray_repeats else ("none", "ours", "none"):
-                    seconds = run_once(mode, uri, root, args.trials, args.results_per_trial, f"r{repeat}")
-                    rates.setdefault((backend, mode), []).append(total / seconds)
-                    print(f"  repeat {repeat}: {backend:28s} {mode:5s} {total / seconds:8.1f} results/s",
+                    trials = args.ray_trials if mode == "ray" else args.trials
+                    seconds, once = run_once(mode, uri, root, trials, args.results_per_trial, f"r{repeat}")
+                    rate = trials * args.results_per_trial / seconds
+                    rates.setdefault((backend, mode), []).append(rate)
+                    if mode == "ours":
+                        fixed.setdefault(backend, []).append(once)
+                    print(f"  repeat {repeat}: {backend:28s} {mode:5s} {rate:8.1f} results/s",
                           file=sys.stderr, flush=True)
         for backend in backends:
             best = {mode: max(rates[(backend, mode)]) for mode in ("none", "ray", "ours")}
@@ -123,17 +142,19 @@ def main() -> int:
             rows.append(f"| {backend} | {best['none']:.0f} | {best['ray']:.0f} | {best['ours']:.0f} | "
                         f"{best['ours'] / best['none']:.2f} | {statistics.median(paired):.2f} "
                         f"({', '.join(f'{r:.2f}' for r in paired)}) | {statistics.median(same):.2f} "
-                        f"({', '.join(f'{r:.2f}' for r in same)}) | {best['ours'] / best['ray']:.1f}× |")
+                        f"({', '.join(f'{r:.2f}' for r in same)}) | {best['ours'] / best['ray']:.1f}× | "
+                        f"{1000 * statistics.median(fixed[backend]):.0f} ms |")
         ray.shutdown()
-    print(f"\n{args.trials} trials × {args.results_per_trial} results = {total} results per sweep; best of "
-          f"{2 * args.repeats} for (a), of {args.repeats} for (c), of {args.ray_repeats} for (b)\n")
+    print(f"\n{args.trials} trials × {args.results_per_trial} results per sweep for (a) and (c), "
+          f"{args.ray_trials} trials for (b); best of {2 * args.repeats} for (a), of {args.repeats} for (c), of "
+          f"{args.ray_repeats} for (b)\n")
     layout = (f"sweep on cores {sorted(args.sweep_cpus)}, tracking server and PostgreSQL on {sorted(args.server_cpus)}"
               if args.sweep_cpus else "everything on the same cores")
     print(f"{layout}\n")
     print("| tracking store | (a) no tracking, results/s | (b) Ray MLflowLoggerCallback | (c) priorsweep | "
           "(c)/(a), best of each | (c)/(a) per repeat: median (all) | (a)/(a), no change: median (all) | "
-          "(c)/(b) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "(c)/(b) | (c)'s per-sweep setup + close, median |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0
 
