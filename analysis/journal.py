@@ -6,7 +6,8 @@ MLflow lacks. Lines (all carry "event"):
 
     {"event": "start",    "cell": ID, "name": RUN NAME, "params": {KEY: TEXT}}
     {"event": "metrics",  "cell": ID, "step": N, "time": MS, "metrics": {KEY: NUMBER}}
-    {"event": "end",      "cell": ID, "status": completed|diverged|pruned|error, "run_status": FINISHED|FAILED}
+    {"event": "end",      "cell": ID, "status": completed|diverged|pruned|error, "run_status": FINISHED|FAILED,
+                          "tags": {KEY: TEXT} (optional: e.g. the Ray node the cell ran on)}
     {"event": "artifact", "cell": ID or null (the sweep's parent run), "file": PATH RELATIVE TO THE DIRECTORY,
                           "artifact_path": FOLDER IN THE RUN or null}
 
@@ -29,6 +30,7 @@ class CellRecord:
     metrics: dict[str, dict[int, tuple[float, int]]] = field(default_factory=dict)  # key -> step -> (value, ms)
     status: str | None = None  # None: the cell never ended (the driver stopped while it ran)
     run_status: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # run tags beside the status (priorsweep.node, …)
     artifacts: list[tuple[str, str | None]] = field(default_factory=list)  # (file, artifact_path)
 
 
@@ -55,8 +57,8 @@ class JournalWriter:
     def metrics(self, cell: str, step: int, timestamp_ms: int, metrics: dict[str, float]) -> None:
         self._write({"event": "metrics", "cell": cell, "step": step, "time": timestamp_ms, "metrics": metrics})
 
-    def end(self, cell: str, status: str, run_status: str) -> None:
-        self._write({"event": "end", "cell": cell, "status": status, "run_status": run_status})
+    def end(self, cell: str, status: str, run_status: str, tags: dict[str, str] | None = None) -> None:
+        self._write({"event": "end", "cell": cell, "status": status, "run_status": run_status, "tags": tags or {}})
 
     def artifact(self, cell: str | None, file: str, artifact_path: str | None = None) -> None:
         self._write({"event": "artifact", "cell": cell, "file": file, "artifact_path": artifact_path})
@@ -96,6 +98,7 @@ def _apply(journal: SweepJournal, event: dict) -> None:
                 cell.metrics.setdefault(key, {})[int(event["step"])] = (float(value), int(event["time"]))
     elif kind == "end":
         cell.status, cell.run_status = event["status"], event["run_status"]
+        cell.tags.update(event.get("tags") or {})
     elif kind == "artifact":
         entry = (event["file"], event.get("artifact_path"))
         if entry not in cell.artifacts:

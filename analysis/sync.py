@@ -91,7 +91,8 @@ def _sync_cell(client, experiment, parent, runs, cell_id, cell: CellRecord, resu
     run = client.get_run(run_id)
     params = [Param(k, v) for k, v in cell.params.items() if k not in run.data.params]
     metrics = _missing_metrics(client, run, cell)
-    tags = [RunTag(STATUS_TAG, cell.status)] if cell.status and run.data.tags.get(STATUS_TAG) != cell.status else []
+    wanted = {**cell.tags, **({STATUS_TAG: cell.status} if cell.status else {})}
+    tags = [RunTag(key, value) for key, value in wanted.items() if run.data.tags.get(key) != value]
     log_in_batches(client, run_id, metrics=metrics, params=params, tags=tags)
     counts.params += len(params)
     counts.metric_points += len(metrics)

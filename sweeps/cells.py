@@ -6,6 +6,8 @@ writes the same rows where Ray is not installed."""
 import math
 
 TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/", "plot/")  # plot/*: small arrays for figures
+# where a cell ran, as each trial reports it (trainables/runtime.node_identity), with its child run's tag names
+NODE_FIELDS = {"node_id": "priorsweep.node_id", "node_ip": "priorsweep.node_ip"}
 
 
 def trial_cells(trial_id: str, config: dict, result: dict | None) -> list[tuple[str, dict, dict]]:
@@ -27,7 +29,14 @@ def cell_row(cell_id: str, config: dict, metrics: dict, status: str, study: str,
     row = {"study": study, "sweep": sweep, "trial_id": cell_id, "status": status,
            "mlflow_run_id": mlflow_run_id or "", "wall_time_s": float(metrics.get("time_total_s", math.nan)),
            "step": metrics.get("step", 0), "diverged_at_step": metrics.get("diverged_at_step", -1),
-           "device": metrics.get("device", ""), "gpu_ids": metrics.get("gpu_ids", "")}
+           "device": metrics.get("device", ""), "gpu_ids": metrics.get("gpu_ids", ""),
+           "resumed_at_step": metrics.get("resumed_at_step", 0),
+           **{key: metrics.get(key, "") for key in NODE_FIELDS}}
     row.update({k: v for k, v in config.items() if not isinstance(v, dict)})
     row.update({k: v for k, v in metrics.items() if k.startswith(TABLE_METRIC_PREFIXES)})
     return row
+
+
+def node_tags(metrics: dict) -> dict[str, str]:
+    """The child run's tags naming the node a cell ran on (none where the trial did not say)."""
+    return {tag: str(metrics[key]) for key, tag in NODE_FIELDS.items() if metrics.get(key)}

@@ -10,6 +10,8 @@ from sweeps.errors import SweepError
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 PROGRESS_EVERY_S = 60.0  # seconds between progress lines of running trials (sweeps/progress.py)
+# a cluster's environment names its shared storage, so the same command runs on a laptop and on any cluster
+OUT_ENV, STORAGE_ENV = "PRIORSWEEP_OUT", "PRIORSWEEP_STORAGE"
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,10 +19,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--name", help="sweep name, unique per sweep (default: <preset>-<date>-<time>); "
                        "with --resume, the sweep to continue (default: the newest)")
     where.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name")
-    where.add_argument("--out", type=Path, default=Path("results"),
-                       help="results root; the sweep writes to OUT/<study>/<name>/ (default: results)")
-    where.add_argument("--storage", help="Ray Tune storage root (checkpoints, restore state); on a multi-node "
-                       "cluster a shared path or s3://… URI (default: OUT/<study>/_tune)")
+    where.add_argument("--out", type=Path, default=Path(os.environ.get(OUT_ENV) or "results"),
+                       help=f"results root; the sweep writes to OUT/<study>/<name>/ (default: {OUT_ENV} if set, "
+                       "else results); on a cluster a shared path, so results outlive the job")
+    where.add_argument("--storage", default=os.environ.get(STORAGE_ENV) or None,
+                       help="Ray Tune storage root (checkpoints, restore state); on a multi-node cluster a shared "
+                       f"path or s3://… URI (default: {STORAGE_ENV} if set, else OUT/<study>/_tune)")
     where.add_argument("--address", default=None, help="Ray cluster to join: 'auto' for the running cluster "
                        "(as under `ray submit`); default: RAY_ADDRESS if set, else an embedded local Ray")
     where.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")

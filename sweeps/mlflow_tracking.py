@@ -30,7 +30,7 @@ from analysis.mlflow_runs import (
     ui_base_url,
 )
 from analysis.trial_figures import TRIAL_FIGURE_DIR, has_trial_figure, trial_figure
-from sweeps.cells import trial_cells
+from sweeps.cells import node_tags, trial_cells
 from sweeps.errors import TrackingError
 from sweeps.mlflow_writer import MlflowTarget, MlflowWriter
 from sweeps.results_table import cell_status
@@ -164,8 +164,9 @@ class TrialTrackingCallback(Callback):
             self._start(cell, config)
             status, run_status = cell_status(trial, metrics, self.early_stopped, errored), \
                 "FAILED" if errored else "FINISHED"
-            self.journal.end(cell, status, run_status)
-            self.writer.end_cell(cell, status, run_status)
+            tags = node_tags(metrics)
+            self.journal.end(cell, status, run_status, tags)
+            self.writer.end_cell(cell, status, run_status, tags)
             if has_trial_figure(metrics):
                 self.log_artifact(cell, Path(TRIAL_FIGURE_DIR) / f"{cell}.png", None,
                                   draw=partial(trial_figure, {**config, **metrics}))

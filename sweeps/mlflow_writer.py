@@ -111,8 +111,8 @@ class MlflowWriter:
     def log_metrics(self, cell: str, step: int, timestamp_ms: int, values: dict[str, float]) -> None:
         self._requests.put(("metrics", cell, step, timestamp_ms, values))
 
-    def end_cell(self, cell: str, status: str, run_status: str) -> None:
-        self._requests.put(("end", cell, status, run_status))
+    def end_cell(self, cell: str, status: str, run_status: str, tags: dict[str, str] | None = None) -> None:
+        self._requests.put(("end", cell, status, run_status, tags or {}))
         self._read_replies()  # keeps run_ids current for the results table, without waiting
 
     def log_artifact(self, cell: str | None, local: Path, folder: str | None = None,

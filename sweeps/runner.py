@@ -19,6 +19,7 @@ from ray import tune  # noqa: E402
 
 from analysis.load import write_parquet  # noqa: E402
 from sweeps.cli import PROGRESS_EVERY_S  # noqa: E402
+from sweeps.cluster import check_reachable, check_trial_resources, resolve_address  # noqa: E402
 from sweeps.errors import SweepError  # noqa: E402
 from sweeps.interrupt_watch import InterruptWatch  # noqa: E402
 from sweeps.mlflow_tracking import check_tracking_uri  # noqa: E402
@@ -71,12 +72,22 @@ def check_settings(settings: SweepSettings) -> None:
 
 
 def connect_ray(address: str | None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), after checking in seconds that it answers; else start an
+    embedded local Ray."""
     if ray.is_initialized():  # a caller (test, notebook) already chose the cluster
         return
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=True)
+    gcs_address = resolve_address(address, os.environ.get("RAY_ADDRESS"))
+    if gcs_address is not None:
+        check_reachable(gcs_address)
+    try:
+        if gcs_address is None:
+            ray.init(address="local" if os.environ.get("RAY_ADDRESS") == "local" else None,
+                     include_dashboard=False, log_to_driver=True)
+        else:
+            ray.init(address=gcs_address, log_to_driver=True)
+    except (ray.exceptions.AuthenticationError, ConnectionError) as error:  # a missing or wrong token, mostly
+        first_sentence = str(error).split(". ")[0]
+        raise SweepError(f"cannot join Ray{' at ' + gcs_address if gcs_address else ''}: {first_sentence}") from None
 
 
 def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepTracking,
@@ -133,9 +144,12 @@ def run_sweep(
     # a population trial reports a list of member dicts, which TensorBoard cannot take: Tune's TBX logger would print
     # the whole list (kilobytes) once as a warning; every value reaches MLflow and the results table instead
     logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.ERROR)
-    settings.out_dir.mkdir(parents=True, exist_ok=True)
     start_writer_server()  # its imports run while Ray starts
     connect_ray(settings.address)
+    waiting_for = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    if waiting_for:
+        print(waiting_for, flush=True)
     tracking = SweepTracking(settings, trial_label, early_stopped, sweep_params, full_config)
     table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
                                  total_trials, early_stopped, tracking.run_ids)

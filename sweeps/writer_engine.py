@@ -10,7 +10,7 @@ renders figures, and checks the server every few seconds; when it answers again,
 dropped is counted, so the sweep can run `sync` at its end (or print the command).
 
 Requests (tuples, from the driver): ("start", cell, run name, params), ("metrics", cell, step, timestamp, values),
-("end", cell, status, run status), ("artifact", cell, local path, folder, make), ("flush", token), ("stop",).
+("end", cell, status, run status, tags), ("artifact", cell, local path, folder, make), ("flush", token), ("stop",).
 Replies: ("run", cell, run id) as runs are created, ("flushed", token, dropped, online), ("stopped", dropped, online).
 """
 import queue
@@ -111,8 +111,9 @@ class WriterEngine:
                 pending.setdefault(cell, _Pending()).metrics.extend(
                     Metric(key, value, timestamp, step) for key, value in values.items())
             elif kind == "end":
-                status, run_status = rest
-                pending.setdefault(cell, _Pending()).tags.append(RunTag(STATUS_TAG, status))
+                status, run_status, tags = rest
+                pending.setdefault(cell, _Pending()).tags.extend(
+                    RunTag(key, value) for key, value in {**tags, STATUS_TAG: status}.items())
                 self._flush(cell, pending)
                 self._terminate(cell, run_status)
             elif kind == "artifact":

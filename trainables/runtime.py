@@ -46,6 +46,15 @@ def quiet_ray_worker_logs() -> None:
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
 
+def node_identity() -> dict[str, str]:
+    """The Ray node this trial runs on: its id (unique per node, also for several nodes on one machine) and IP.
+    Empty outside Ray."""
+    ray = running_ray()
+    if ray is None:
+        return {"node_id": "", "node_ip": ""}
+    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+
+
 def assigned_gpu_ids() -> list[str]:
     ray = running_ray()
     return [str(i) for i in ray.get_gpu_ids()] if ray else []

@@ -13,6 +13,7 @@ import torch
 from trainables.runtime import (
     assigned_gpu_ids,
     flush_denormals,
+    node_identity,
     quiet_ray_worker_logs,
     resolve_device,
     use_assigned_cpus,
@@ -72,8 +73,10 @@ def report_until_done(run, total_steps: int, report_every: int, device: torch.de
     sink = sink or TuneSink()
     if not sink.restore(run) and on_fresh_start is not None:
         on_fresh_start()
-    # total_steps: the budget, for the driver's progress lines (sweeps/progress.py)
-    context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids()), "total_steps": total_steps}
+    # total_steps: the budget, for the driver's progress lines (sweeps/progress.py); resumed_at_step: where this
+    # run of the trial began (0, or the checkpoint a restart after a crash or a lost node continued from)
+    context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids()), "total_steps": total_steps,
+               "resumed_at_step": run.step, **node_identity()}
     while run.step < total_steps:
         try:
             interval = run.train_interval(min(report_every, total_steps - run.step))
