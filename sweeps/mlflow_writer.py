@@ -68,7 +68,10 @@ def start_writer_server() -> None:
 
 
 def _writer_main(target, run_ids, requests, hurry, replies, driver_alive, retry_every_s, batch_interval_s) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C and `ray job stop` signal the driver's whole process group; the driver stops the sweep and then ends
+    # its writer, which must live until it has sent what the driver handed it (it also ends when the driver dies)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     try:
         os.nice(WRITER_NICENESS)
     except OSError:

@@ -78,6 +78,8 @@ class LocalRayCluster:
         """The environment of the nodes and of anything that talks to them (drivers, `ray job`)."""
         env = {**os.environ, "RAY_AUTH_MODE": self.auth, "RAY_AUTH_TOKEN_PATH": str(self.token_path),
                "RAY_USAGE_STATS_ENABLED": "0", **extra}
+        # `ray job submit -- python …` runs `python` from the head's PATH: this venv's, as on a cluster's image
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.pop("RAY_ADDRESS", None)
         return env
 
