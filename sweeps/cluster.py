@@ -6,6 +6,7 @@ here with one line. On an autoscaling cluster a trial that fits a node type that
 sweep says what it waits for and Ray starts the nodes.
 """
 import socket
+from pathlib import Path
 
 from sweeps.errors import SweepError
 
@@ -54,21 +55,50 @@ def _describe(need: dict[str, float]) -> str:
     return " and ".join(f"{amount:g} {key}" for key, amount in need.items() if amount > 0) or "nothing"
 
 
-def autoscaling_node_types() -> dict[str, dict[str, float]]:
-    """Node types the cluster's autoscaler may still start (resources per node), from the config it reported to
-    the GCS; empty on a fixed cluster (plain `ray start`, an embedded Ray)."""
+def autoscaling_node_types(gcs_address: str) -> dict[str, dict[str, float]]:
+    """Node types the cluster's autoscaler may still start (resources per node); empty on a fixed cluster (plain
+    `ray start`, an embedded Ray).
+
+    Two places say: the cluster config an autoscaler reported to the GCS (KubeRay's does), and the config file the
+    head's autoscaler (`ray up`, `ray start --autoscaling-config`) was started with, which a driver on the head
+    (`ray submit`, `ray job submit`) can read. A driver elsewhere joining a `ray up` cluster sees neither and treats
+    the cluster as fixed; run it on the head."""
     from ray._private.state import state
 
     try:
         config = state.get_cluster_config()
-    except Exception:  # an older GCS, or none reported: treat the cluster as fixed
-        return {}
-    if config is None:
-        return {}
-    return {group.name: dict(group.resources) for group in config.node_group_configs if group.max_count != 0}
+    except Exception:  # an older GCS: fall through to the head's autoscaler config
+        config = None
+    if config is not None and config.node_group_configs:
+        return {group.name: dict(group.resources) for group in config.node_group_configs if group.max_count != 0}
+    return _head_autoscaler_node_types(gcs_address)
 
 
-def check_trial_resources(cpus: float, gpus: float) -> str | None:
+def _head_autoscaler_node_types(gcs_address: str) -> dict[str, dict[str, float]]:
+    """The worker node types of the autoscaling config the head's monitor process was started with, when that
+    process runs on this machine for this cluster."""
+    import psutil
+    import yaml
+
+    port = gcs_address.rpartition(":")[2]
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if not any(arg.endswith("autoscaler/_private/monitor.py") for arg in cmdline):
+            continue
+        flags = dict(arg[2:].split("=", 1) for arg in cmdline if arg.startswith("--") and "=" in arg)
+        if flags.get("gcs-address", "").rpartition(":")[2] != port or "autoscaling-config" not in flags:
+            continue
+        try:
+            config = yaml.safe_load(Path(flags["autoscaling-config"]).expanduser().read_text())
+        except (OSError, yaml.YAMLError):
+            return {}
+        return {name: {k: float(v) for k, v in (spec.get("resources") or {}).items()}
+                for name, spec in (config.get("available_node_types") or {}).items()
+                if spec.get("max_workers", config.get("max_workers", 0)) != 0}
+    return {}
+
+
+def check_trial_resources(cpus: float, gpus: float, gcs_address: str | None) -> str | None:
     """Refuse a trial size no node can hold now or after scaling; on an autoscaling cluster where only a node type
     not up yet can hold it, return the line to print about what the sweep waits for (else None)."""
     import ray
@@ -77,7 +107,8 @@ def check_trial_resources(cpus: float, gpus: float) -> str | None:
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     if any(_fits(node, need) for node in nodes):
         return None
-    scalable = sorted(name for name, resources in autoscaling_node_types().items() if _fits(resources, need))
+    node_types = autoscaling_node_types(gcs_address) if gcs_address else {}
+    scalable = sorted(name for name, resources in node_types.items() if _fits(resources, need))
     if scalable:
         return (f"waiting for the autoscaler: each trial needs {_describe(need)}; no node that is up has it, "
                 f"node type {', '.join(scalable)} will be started")

@@ -146,7 +146,8 @@ def run_sweep(
     logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.ERROR)
     start_writer_server()  # its imports run while Ray starts
     connect_ray(settings.address)
-    waiting_for = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+    waiting_for = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial,
+                                        ray.get_runtime_context().gcs_address)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     if waiting_for:
         print(waiting_for, flush=True)

@@ -93,14 +93,15 @@ class LocalRayCluster:
         self.nodes.append(node)
         return node
 
-    def start_head(self, num_cpus: int = 0, env_extra: dict[str, str] | None = None) -> RayNode:
+    def start_head(self, num_cpus: int = 0, env_extra: dict[str, str] | None = None,
+                   extra_args: tuple[str, ...] = ()) -> RayNode:
         dashboard = ["--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                      "--dashboard-port", str(self.dashboard_port)] if self.dashboard \
             else ["--include-dashboard", "false"]
         head = self._start("head", ["--head", "--node-ip-address", "127.0.0.1", "--port", str(self.gcs_port),
                                     "--ray-client-server-port", str(free_port()), "--temp-dir", str(self.temp_dir),
                                     "--num-cpus", str(num_cpus), "--resources", json.dumps({"head": 1}),
-                                    *dashboard, *_node_ports()], env_extra or {})
+                                    *dashboard, *_node_ports(), *extra_args], env_extra or {})
         self.wait_for_nodes(1)
         return head
 
@@ -114,15 +115,17 @@ class LocalRayCluster:
         return worker
 
     def alive_nodes(self) -> dict[str, str]:
-        """name -> Ray node id of every alive node, asked of the GCS by a short-lived client process."""
+        """name -> Ray node id of every alive node, asked of the GCS by a short-lived client process; nodes this
+        object did not start (an autoscaler's) are listed under their node id."""
         script = ("import json, sys, ray; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-                  "names = sys.argv[2:]; print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] "
-                  "for k in n['Resources'] if k in names}))")
+                  "names = sys.argv[2:]; print('NODES', json.dumps({next((k for k in n['Resources'] if k in names), "
+                  "n['NodeID']): n['NodeID'] for n in ray.nodes() if n['Alive']}))")
         out = subprocess.run([sys.executable, "-c", script, self.address, *(n.name for n in self.nodes)],
                              env=self.env(), capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             return {}
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        # the client also prints what Ray forwards (autoscaler events): take the line that is the answer
+        return json.loads(next(line for line in out.stdout.splitlines() if line.startswith("NODES "))[6:])
 
     def wait_for_nodes(self, count: int) -> dict[str, str]:
         deadline = time.time() + NODE_START_TIMEOUT_S
@@ -130,7 +133,7 @@ class LocalRayCluster:
             for node in self.nodes:
                 assert node.process.poll() is None, f"{node.name} exited: {node.log.read_text()[-2000:]}"
             alive = self.alive_nodes() if self._gcs_listening() else {}
-            if len(alive) >= count:
+            if len(alive) == count:
                 return alive
             assert time.time() < deadline, f"only {len(alive)} of {count} Ray nodes came up"
             time.sleep(1)

@@ -25,6 +25,11 @@ def run_sweep_script(tmp_path, *args):
     (["--search", "optuna"], "--search optuna tunes at one cell"),
     (["--gpus-per-trial", "1.5"], "whole number"),
     (["--progress-every", "-1"], "--progress-every must be >= 0 seconds"),
+    # inputs only a cluster user gives: refused in seconds, not after minutes of Ray's retries or an endless wait
+    (["--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
+    (["--address", "head-node"], "expected HOST:PORT"),
+    (["--cpus-per-trial", "1000"], "no node of this cluster can run a trial that needs 1000 CPU"),
+    (["--gpus-per-trial", "1"], "can run a trial that needs 1 CPU and 1 GPU"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     finished = run_sweep_script(tmp_path, *args)
