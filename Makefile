@@ -2,14 +2,15 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint smoke postgresql
+.PHONY: demo test lint smoke system-packages
 
 # the main job: the β × bias demo sweep (every bias × every β, 1 seed), heatmaps and MLflow runs
 demo: $(INSTALLED)
 	$(PYTHON) sweeps/bias_grid.py --preset demo
 
-# the tests: unit, integration (real Ray, real MLflow on SQLite and as a server on PostgreSQL) and smoke sweeps
-test: $(INSTALLED) postgresql
+# the tests: unit, integration (real Ray, real MLflow on SQLite and as a server on PostgreSQL), smoke sweeps and
+# clusters (multi-node `ray start` clusters, Ray Jobs, autoscaling, `ray up` over the tests' own sshd)
+test: $(INSTALLED) system-packages
 	$(PYTHON) -m pytest -q
 
 lint: $(INSTALLED)
@@ -25,8 +26,11 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
-# Debian's PostgreSQL for the tracking-server tests (the tests start and stop their own cluster); needs root
-postgresql:
-	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
-	  else echo "error: PostgreSQL is missing: sudo apt-get install postgresql" >&2; exit 1; fi; }
+# Debian packages the tests use: PostgreSQL for the tracking-server tests, openssh-server and rsync for the `ray up`
+# test (the tests start and stop their own database and sshd); installing needs root
+DEBIAN_PACKAGES := postgresql openssh-server rsync
+system-packages:
+	@{ ls /usr/lib/postgresql/*/bin/pg_ctl && test -x /usr/sbin/sshd && command -v rsync; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_PACKAGES); \
+	  else echo "error: missing Debian packages: sudo apt-get install $(DEBIAN_PACKAGES)" >&2; exit 1; fi; }
