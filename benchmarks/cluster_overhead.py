@@ -219,7 +219,8 @@ def main(argv=None) -> int:
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     from sweeps.mlflow_writer import start_writer_server
-    from sweeps.runner import SweepSettings, finish_sweep, run_sweep
+    from sweeps.runner import finish_sweep, run_sweep
+    from sweeps.settings import SweepSettings
 
     param_space = {"reports": args.reports, "interval": args.interval,
                    "index": tune.grid_search(list(range(args.trials)))}

@@ -37,7 +37,7 @@ import ray
 from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-from sweeps.runner import SweepSettings
+from sweeps.settings import SweepSettings
 from sweeps.sweep_tracking import SweepTracking
 from sweeps.tracking_server import tracking_server
 

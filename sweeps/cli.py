@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from sweeps.errors import SweepError
+from sweeps.settings import PROGRESS_EVERY_S, SweepSettings
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
-PROGRESS_EVERY_S = 60.0  # seconds between progress lines of running trials (sweeps/progress.py)
 # a cluster's environment names its shared storage, so the same command runs on a laptop and on any cluster
 OUT_ENV, STORAGE_ENV = "PRIORSWEEP_OUT", "PRIORSWEEP_STORAGE"
 
@@ -76,8 +76,6 @@ def resolve_name(args, study: str) -> str:
 
 
 def settings_from_args(args, study: str, tags: dict):
-    from sweeps.runner import SweepSettings
-
     name = resolve_name(args, study)
     out_dir = (args.out / study / name).resolve()
     storage = args.storage or str((args.out / study / "_tune").resolve())

@@ -6,7 +6,6 @@ be repeated per study lives here. Checks that can fail (tracking server, sweep n
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 # Keeping one checkpoint per trial forces an experiment-state snapshot per checkpoint; that is intended here (a
@@ -18,7 +17,6 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from analysis.load import write_parquet  # noqa: E402
-from sweeps.cli import PROGRESS_EVERY_S  # noqa: E402
 from sweeps.cluster import check_reachable, check_trial_resources, resolve_address  # noqa: E402
 from sweeps.errors import SweepError  # noqa: E402
 from sweeps.interrupt_watch import InterruptWatch  # noqa: E402
@@ -26,29 +24,8 @@ from sweeps.mlflow_tracking import check_tracking_uri  # noqa: E402
 from sweeps.mlflow_writer import start_writer_server  # noqa: E402
 from sweeps.progress import ProgressCallback  # noqa: E402
 from sweeps.results_table import RESULTS_FILE, ResultsTableCallback  # noqa: E402
+from sweeps.settings import SweepSettings  # noqa: E402
 from sweeps.sweep_tracking import SweepTracking  # noqa: E402
-
-
-@dataclass
-class SweepSettings:
-    study: str
-    name: str
-    out_dir: Path  # results/<study>/<name>: results.parquet, figures, sweep.json
-    storage: str  # Ray Tune storage root (shared storage on multi-node clusters); the sweep lives in storage/name
-    address: str | None = None  # None: embedded local Ray (or RAY_ADDRESS); "auto": join the running cluster
-    mlflow_uri: str | None = "sqlite:///mlflow.db"  # None: no MLflow
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    resume: bool = False
-    max_failures: int = 2
-    max_concurrent_trials: int | None = None
-    log_checkpoints: bool = False  # each trial's last checkpoint as an artifact of the parent run
-    progress_every_s: float = PROGRESS_EVERY_S  # seconds between progress lines of running trials
-    tags: dict = field(default_factory=dict)  # extra parent-run tags (preset, search settings, …)
-
-    @property
-    def experiment_path(self) -> str:
-        return os.path.join(self.storage, self.name)
 
 
 def check_settings(settings: SweepSettings) -> None:

@@ -72,7 +72,7 @@ def test_grid_search_phase_two_runs_each_cells_best_betas_with_every_seed(local_
     seed, in a sweep of its own."""
     from sweeps.introvae_prior import run_best_with_all_seeds
     from sweeps.presets import INTROVAE_PRESETS
-    from sweeps.runner import SweepSettings
+    from sweeps.settings import SweepSettings
 
     phase_one = pd.DataFrame({
         "dataset": ["8gaussians"] * 3, "prior": ["standard"] * 3, "status": ["completed", "completed", "diverged"],
