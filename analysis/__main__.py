@@ -114,8 +114,8 @@ def report_command(args) -> None:
 def sync_command(args) -> None:
     from mlflow.exceptions import MlflowException
 
-    from analysis.mlflow_runs import tracking_problem
-    from analysis.sync import sync_sweep
+    from tracking.run_layout import tracking_problem
+    from tracking.sync import sync_sweep
 
     problem = tracking_problem(args.mlflow_uri)
     if problem:

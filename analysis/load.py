@@ -1,17 +1,15 @@
 """Load a sweep's results as one DataFrame (one row per trial), from its Parquet file or from MLflow, and its
 record (`sweep.json`: name, study, storage, tracking URI, parent run, command, settings)."""
-import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
-RESULTS_FILE = "results.parquet"
-SWEEP_RECORD = "sweep.json"
+from tracking.files import RESULTS_FILE, ResultsError, write_parquet
+from tracking.sweep_record import SWEEP_RECORD, read_sweep_record, write_sweep_record
 
-
-class ResultsError(RuntimeError):
-    """Results cannot be found or read."""
+# the results files are written by tracking/ (during the sweep and by `sync`); their names are analysis's too
+__all__ = ["RESULTS_FILE", "SWEEP_RECORD", "ResultsError", "load_mlflow", "load_parquet", "read_sweep_record",
+           "write_parquet", "write_sweep_record"]
 
 
 def load_parquet(results_dir: str | Path) -> pd.DataFrame:
@@ -20,26 +18,6 @@ def load_parquet(results_dir: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise ResultsError(f"no results table at {path}")
     return pd.read_parquet(path)
-
-
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Atomic (temp file + rename): a reader, or a crash, never leaves half a table."""
-    temporary = Path(path).with_suffix(".parquet.tmp")
-    frame.to_parquet(temporary, index=False)
-    os.replace(temporary, path)
-
-
-def read_sweep_record(results_dir: Path) -> dict:
-    path = Path(results_dir) / SWEEP_RECORD
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def write_sweep_record(results_dir: Path, record: dict) -> None:
-    """Atomic (temp file + rename), like the results table."""
-    path = Path(results_dir) / SWEEP_RECORD
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    os.replace(temporary, path)
 
 
 def _number_or_text(value: str):
@@ -55,7 +33,7 @@ def load_mlflow(uri: str, experiment: str, sweep: str | None = None) -> pd.DataF
     """Child runs of one sweep (the newest sweep of the experiment unless `sweep` names one) as a results table."""
     from mlflow.tracking import MlflowClient
 
-    from analysis.mlflow_runs import STATUS_TAG, SWEEP_TAG, TRIAL_ID_TAG
+    from tracking.run_layout import STATUS_TAG, SWEEP_TAG, TRIAL_ID_TAG
 
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)

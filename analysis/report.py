@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.load import RESULTS_FILE, load_parquet, read_sweep_record
-from analysis.mlflow_runs import run_url, ui_base_url
+from tracking.run_layout import run_url, ui_base_url
 
 REPORT_FILE = "report.html"
 # columns of the per-trial table, where the study has them

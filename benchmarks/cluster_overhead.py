@@ -218,9 +218,9 @@ def main(argv=None) -> int:
     from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    from sweeps.mlflow_writer import start_writer_server
     from sweeps.runner import finish_sweep, run_sweep
     from sweeps.settings import SweepSettings
+    from tracking.writer import start_writer_server
 
     param_space = {"reports": args.reports, "interval": args.interval,
                    "index": tune.grid_search(list(range(args.trials)))}

@@ -22,12 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, whe
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from analysis.load import write_parquet  # noqa: E402
 from sweeps.cells import cell_row  # noqa: E402
 from sweeps.presets import ALL_2D, ALL_PRIORS, INTROVAE_PRESETS  # noqa: E402
+from tracking.files import RESULTS_FILE, write_parquet  # noqa: E402
 from trainables.introvae import STUDY, train_introvae, validate_config  # noqa: E402
-
-RESULTS_FILE = "results.parquet"
 
 
 class LastReportSink:

@@ -2,10 +2,10 @@
 """CPU that one trial's MLflow writes cost, against a local `mlflow server` with a PostgreSQL backend, and what two
 choices of priorsweep save on it, each compared side by side in one run (alternating, so drift hits both sides):
 
-  server  the server reaching PostgreSQL through psycopg2 (sweeps/tracking_server.py) vs psycopg 3 (SQLAlchemy
+  server  the server reaching PostgreSQL through psycopg2 (devtools/tracking_server.py) vs psycopg 3 (SQLAlchemy
           2.1's default driver for postgresql://): CPU of the server's processes and of PostgreSQL per trial
   client  the writer's MlflowClient with the platform modules MLflow probes before every request remembered as
-          absent (sweeps/writer_preload.py) vs probed by import each time: CPU of this process per trial
+          absent (tracking/writer_preload.py) vs probed by import each time: CPU of this process per trial
 
 A trial's writes are what the writer sends for a short trial of benchmarks/tracking_overhead.py: `create_run` (with
 the child's tags), one `log_batch` (125 metrics: 25 steps of 5, two params, the status tag), `set_terminated`.
@@ -20,12 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # devtools (a helper of the repository, not installed)
 
-from analysis.mlflow_runs import STATUS_TAG, create_child, create_parent, experiment_id
-from sweeps.tracking_server import MlflowServer, PostgresServer
-from sweeps.writer_preload import PLATFORM_PROBES, remember_absent_platform_modules
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from devtools.tracking_server import MlflowServer, PostgresServer  # noqa: E402
+from tracking.run_layout import STATUS_TAG, create_child, create_parent, experiment_id  # noqa: E402
+from tracking.writer_preload import PLATFORM_PROBES, remember_absent_platform_modules  # noqa: E402
 
 METRIC_KEYS = ("train/loss", "train/kl", "val/neg_elbo", "val/kl", "train/steps_per_second")
 TICKS = os.sysconf("SC_CLK_TCK")

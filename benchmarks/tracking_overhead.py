@@ -33,13 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import ray
-from ray import tune
-from ray.air.integrations.mlflow import MLflowLoggerCallback
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # devtools (a helper of the repository, not installed)
 
-from sweeps.settings import SweepSettings
-from sweeps.sweep_tracking import SweepTracking
-from sweeps.tracking_server import tracking_server
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.air.integrations.mlflow import MLflowLoggerCallback  # noqa: E402
+
+from devtools.tracking_server import tracking_server  # noqa: E402
+from sweeps.settings import SweepSettings  # noqa: E402
+from sweeps.sweep_session import SweepSession  # noqa: E402
 
 
 def reporting_trainable(config: dict) -> None:
@@ -68,7 +70,7 @@ def run_once(mode: str, uri: str | None, root: Path, trials: int, results: int, 
         settings = SweepSettings(study="tracking_overhead", name=name, out_dir=root / name,
                                  storage=str(root / "_tune"), mlflow_uri=uri)
         settings.out_dir.mkdir(parents=True)
-        tracking = SweepTracking(settings, lambda c: f"trial {c['index']}", (), {"trials": trials})
+        tracking = SweepSession(settings, lambda c: f"trial {c['index']}", (), {"trials": trials})
         callbacks.append(tracking.callback)
     setup = time.perf_counter() - start
     tuner = tune.Tuner(

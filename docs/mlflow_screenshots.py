@@ -4,7 +4,7 @@
   .venv/bin/pip install playwright     # the Python driver only; the browser is Debian's: apt-get install chromium
   .venv/bin/python docs/mlflow_screenshots.py [--keep]
 
-Starts PostgreSQL + `mlflow server` on 127.0.0.1 (sweeps/tracking_server.py), runs a small bias-grid sweep into it
+Starts PostgreSQL + `mlflow server` on 127.0.0.1 (devtools/tracking_server.py), runs a small bias-grid sweep into it
 (3 biases × 3 β, 600 steps), then opens the UI in headless Chromium: the experiment's runs with the sweep's parent
 expanded to its children (docs/img/mlflow_ui_sweep.png) and the parent run's artifacts with the decoder-MSE heatmap
 (docs/img/mlflow_ui_heatmap.png).
@@ -15,12 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-from playwright.sync_api import sync_playwright
-
-from sweeps.tracking_server import tracking_server
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # devtools (a helper of the repository, not installed)
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from devtools.tracking_server import tracking_server  # noqa: E402
+
 IMAGES = ROOT / "docs" / "img"
 SWEEP = "ui-demo"
 

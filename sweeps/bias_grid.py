@@ -9,7 +9,7 @@ writes results/bias_grid/<name>/results.parquet and draws β × bias heatmaps.
   python sweeps/bias_grid.py --preset smoke                # seconds
   python sweeps/bias_grid.py --preset paper --biases 0 2.5 5 --seeds 0
   python sweeps/bias_grid.py --search optuna --biases 2.5 --betas 1   # tune lr / width / batch size first
-  ray submit cluster.yaml sweeps/bias_grid.py -- --preset paper --address auto --gpus-per-trial 0.25
+  ray submit docker/cluster.yaml sweeps/bias_grid.py -- --preset paper --address auto --gpus-per-trial 0.25
 
 Grids run every cell at full budget (no early stopping): heatmap cells must be comparable. `--search optuna` tunes
 the nuisance parameters with Optuna (TPE) + ASHA on held-out negative ELBO and prints the flags to pass to the grid.

@@ -6,10 +6,9 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import Callback
 
-from analysis.load import write_parquet
 from sweeps.cells import cell_row, trial_cells
+from tracking.files import write_parquet
 
-RESULTS_FILE = "results.parquet"
 # the figures a progress line shows, where the study reports them
 HEADLINE_KEYS = ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo", "eval/kl", "eval/jsd",
                  "eval/gnelbo", "eval/active_modes")

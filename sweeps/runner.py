@@ -16,16 +16,15 @@ import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from analysis.load import write_parquet  # noqa: E402
 from sweeps.cluster import check_reachable, check_trial_resources, resolve_address  # noqa: E402
 from sweeps.errors import SweepError  # noqa: E402
 from sweeps.interrupt_watch import InterruptWatch  # noqa: E402
-from sweeps.mlflow_tracking import check_tracking_uri  # noqa: E402
-from sweeps.mlflow_writer import start_writer_server  # noqa: E402
 from sweeps.progress import ProgressCallback  # noqa: E402
-from sweeps.results_table import RESULTS_FILE, ResultsTableCallback  # noqa: E402
+from sweeps.results_table import ResultsTableCallback  # noqa: E402
 from sweeps.settings import SweepSettings  # noqa: E402
-from sweeps.sweep_tracking import SweepTracking  # noqa: E402
+from sweeps.sweep_session import SweepSession, check_tracking_uri  # noqa: E402
+from tracking.files import RESULTS_FILE, write_parquet  # noqa: E402
+from tracking.writer import start_writer_server  # noqa: E402
 
 
 def check_settings(settings: SweepSettings) -> None:
@@ -67,7 +66,7 @@ def connect_ray(address: str | None) -> None:
         raise SweepError(f"cannot join Ray{' at ' + gcs_address if gcs_address else ''}: {first_sentence}") from None
 
 
-def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepTracking,
+def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepSession,
                  artifacts: tuple[str, ...], draw=None) -> int:
     """The study's figures and tables (`draw(frame, settings)`), the report, the sweep's files on its parent run,
     tracking closed, the summary printed; exit status 1 if any trial errored. Should any of it fail, tracking is
@@ -91,8 +90,8 @@ def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepTr
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     print(f"\n{len(frame)} results ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     print(f"results: {settings.out_dir / RESULTS_FILE}; report: {report}")
-    if tracking.tracker and not tracking.tracker.uri.startswith(("http://", "https://")):
-        print(f"browse the runs: mlflow ui --backend-store-uri {tracking.tracker.uri}   (then open the link above)")
+    if tracking.parent and not tracking.parent.uri.startswith(("http://", "https://")):
+        print(f"browse the runs: mlflow ui --backend-store-uri {tracking.parent.uri}   (then open the link above)")
     return 0 if (frame["status"] != "error").all() else 1
 
 
@@ -111,7 +110,7 @@ def run_sweep(
     mode: str | None = None,
     num_samples: int = 1,
     full_config=None,
-) -> tuple[pd.DataFrame, SweepTracking]:
+) -> tuple[pd.DataFrame, SweepSession]:
     """Run (or resume) one sweep; returns its results table and its tracking (closed by finish_sweep).
 
     full_config(cell config) -> the config with every default filled in (the study's validate_config): what each
@@ -128,7 +127,7 @@ def run_sweep(
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     if waiting_for:
         print(waiting_for, flush=True)
-    tracking = SweepTracking(settings, trial_label, early_stopped, sweep_params, full_config)
+    tracking = SweepSession(settings, trial_label, early_stopped, sweep_params, full_config)
     table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
                                  total_trials, early_stopped, tracking.run_ids)
     interrupt = InterruptWatch()

@@ -65,8 +65,8 @@ def test_help_documents_every_flag():
 
 
 def test_sync_refuses_a_directory_that_is_not_a_sweep_and_an_unreachable_server(tmp_path):
-    from analysis.journal import JournalWriter
-    from analysis.load import write_sweep_record
+    from tracking.journal import JournalWriter
+    from tracking.sweep_record import write_sweep_record
 
     def sync(uri):
         return subprocess.run([sys.executable, "-m", "analysis", "sync", "--results", str(tmp_path), "--mlflow-uri",

@@ -1,5 +1,5 @@
 """Sweeps against a real `mlflow server` on 127.0.0.1 with a real PostgreSQL backend (Debian's package), started
-here by the project's own launcher (sweeps/tracking_server.py); the server is killed in the middle of a sweep."""
+here by the project's own launcher (devtools/tracking_server.py); the server is killed in the middle of a sweep."""
 import json
 import threading
 import time
@@ -11,9 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.__main__ import main as analysis_main
-from analysis.journal import JOURNAL_FILE, read_journal
+from devtools.tracking_server import tracking_server
 from sweeps.bias_grid import main as bias_grid_main
-from sweeps.tracking_server import tracking_server
+from tracking.journal import JOURNAL_FILE, read_journal
 
 pytestmark = pytest.mark.integration
 
@@ -140,8 +140,8 @@ def test_server_killed_mid_sweep_then_sync_restores_every_trial_exactly_once(ser
 def test_the_writer_rides_out_an_outage_without_doubling_anything(server):
     """Live logging stops when the server dies, resumes when it answers, and never writes a point twice; a cell
     first seen during the outage gets its run (with params) once the server is back."""
-    from analysis.mlflow_runs import child_runs, create_parent, experiment_id
-    from sweeps.mlflow_writer import MlflowTarget, MlflowWriter
+    from tracking.run_layout import child_runs, create_parent, experiment_id
+    from tracking.writer import MlflowTarget, MlflowWriter
 
     client = MlflowClient(tracking_uri=server.uri)
     experiment = experiment_id(client, "writer_outage")

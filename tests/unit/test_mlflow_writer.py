@@ -11,8 +11,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_runs import STATUS_TAG, create_parent, experiment_id
-from sweeps.mlflow_writer import MlflowTarget, MlflowWriter
+from tracking.run_layout import STATUS_TAG, create_parent, experiment_id
+from tracking.writer import MlflowTarget, MlflowWriter
 
 MLFLOW_STORES = ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.tracking.rest_store")
 
@@ -55,7 +55,7 @@ def test_queued_events_arrive_as_one_run_per_cell_with_its_history_status_and_fi
 def test_a_writer_starts_with_mlflows_stores_already_imported(tmp_path):
     # importing them took ~0.8 s of CPU in every sweep's writer; its forkserver imports them once per driver. A
     # writer without MLflow never needs a store itself, so finding them loaded in it shows they came preloaded;
-    # and it knows already that Databricks' runtime is absent (sweeps/writer_preload.py)
+    # and it knows already that Databricks' runtime is absent (tracking/writer_preload.py)
     marker = tmp_path / "stores.txt"
     writer = MlflowWriter(None, {})
     writer.log_artifact(None, marker, None, make=partial(_write_loaded_stores, marker))
@@ -67,7 +67,7 @@ def test_a_writer_starts_with_mlflows_stores_already_imported(tmp_path):
 def test_the_writer_process_ends_when_the_driver_is_killed(tmp_path):
     driver = textwrap.dedent("""
         import sys, time
-        from sweeps.mlflow_writer import MlflowWriter
+        from tracking.writer import MlflowWriter
         writer = MlflowWriter(None, {})
         print(writer._process.pid, flush=True)
         time.sleep(60)
@@ -103,7 +103,7 @@ def test_a_driver_script_without_a_main_guard_runs_once(tmp_path):
     script = tmp_path / "unguarded_sweep.py"
     script.write_text(textwrap.dedent(f"""
         from pathlib import Path
-        from sweeps.mlflow_writer import MlflowWriter, start_writer_server
+        from tracking.writer import MlflowWriter, start_writer_server
         with open({str(marker)!r}, "a") as runs:
             runs.write("ran\\n")
         start_writer_server()  # the forkserver, started ahead of the writer as run_sweep does
@@ -122,7 +122,7 @@ def test_the_writer_remembers_which_platform_modules_are_absent_and_leaves_insta
     # are absent makes each try fail at once instead of searching sys.path again
     script = textwrap.dedent("""
         import sys
-        from sweeps.writer_preload import remember_absent_platform_modules
+        from tracking.writer_preload import remember_absent_platform_modules
         marked = remember_absent_platform_modules(("wave", "priorsweep_no_such_platform"))
         assert marked == ["priorsweep_no_such_platform"], marked
         assert sys.modules["priorsweep_no_such_platform"] is None

@@ -5,10 +5,10 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from analysis.journal import JOURNAL_FILE, JournalWriter, read_journal
-from analysis.load import write_sweep_record
-from analysis.mlflow_runs import STATUS_TAG, child_runs, create_child, create_parent, experiment_id
-from analysis.sync import sync_sweep
+from tracking.journal import JOURNAL_FILE, JournalWriter, read_journal
+from tracking.run_layout import STATUS_TAG, child_runs, create_child, create_parent, experiment_id
+from tracking.sweep_record import write_sweep_record
+from tracking.sync import sync_sweep
 
 
 def write_sweep(directory, cells=("c0", "c1"), steps=(10, 20, 30)):

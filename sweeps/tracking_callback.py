@@ -1,117 +1,28 @@
-"""Driver-side tracking: one parent run per sweep, one nested child run per cell, a journal of it all on disk.
+"""The Tune callback that tracks a sweep's trials from the driver: a journal line and a queued MLflow write per event.
 
-`TrialTrackingCallback` runs in the driver (MLflow calls made inside trainables would not reach these runs). For
-every trial event it appends a line to the sweep's journal (`tracking.jsonl`, analysis/journal.py) and queues the
-same write for the `MlflowWriter` process, so a result costs the sweep a file append and a queue put, never a
-round trip to the server; the journal is what `python -m analysis sync` replays when the server was down. Only
-namespaced numbers (`train/…`, `val/…`, `eval/…`) become metrics, at the trial's own `step`; no pid, timestamp or
-config noise. At a trial's end each cell gets its figure (reconstructions and samples, or the 2D density) as an
-artifact, and with `--log-checkpoints` its last checkpoint.
+`TrialTrackingCallback` runs in the driver (MLflow calls made inside trainables would not reach the sweep's runs).
+For every trial event it appends a line to the sweep's journal (`tracking.jsonl`, tracking/journal.py) and queues
+the same write for the `MlflowWriter` process (tracking/writer.py), so a result costs the sweep a file append and a
+queue put, never a round trip to the server; the journal is what `python -m analysis sync` replays when the server
+was down. Only namespaced numbers (`train/…`, `val/…`, `eval/…`) become metrics, at the trial's own `step`; no pid,
+timestamp or config noise. At a trial's end each cell gets its figure (reconstructions and samples, or the 2D
+density) as an artifact, drawn in the writer process, and with `--log-checkpoints` its last checkpoint.
 """
-import math
-import platform
-import subprocess
 import time
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from analysis.journal import JOURNAL_FILE, JournalWriter
-from analysis.mlflow_runs import (
-    child_runs,
-    create_parent,
-    experiment_id,
-    flatten_params,
-    run_url,
-    tracking_problem,
-    ui_base_url,
-)
 from analysis.trial_figures import TRIAL_FIGURE_DIR, has_trial_figure, trial_figure
 from sweeps.cells import node_tags, trial_cells
-from sweeps.errors import TrackingError
-from sweeps.mlflow_writer import MlflowTarget, MlflowWriter
 from sweeps.results_table import cell_status
+from tracking.journal import JOURNAL_FILE, JournalWriter
+from tracking.run_layout import flatten_params, numeric_metrics
+from tracking.writer import MlflowWriter, preload_in_writers
 
-METRIC_PREFIXES = ("train/", "val/", "eval/")
-
-
-def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast (one clear line) when the tracking server or database does not answer."""
-    problem = tracking_problem(uri, timeout_s)
-    if problem:
-        raise TrackingError(problem)
-
-
-def _package_versions() -> dict[str, str]:
-    versions = {}
-    for name in ("priorsweep", "ray", "optuna", "mlflow", "torch"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def parent_tags(sweep_name: str, extra: dict[str, str]) -> dict[str, str]:
-    """What the parent run is tagged with: study, sweep, preset and search (extra), commit, versions."""
-    return {
-        "priorsweep.sweep": sweep_name,
-        "mlflow.source.git.commit": _git_commit(),
-        "python": platform.python_version(),
-        **{f"version.{k}": v for k, v in _package_versions().items()},
-        **extra,
-    }
-
-
-def numeric_metrics(result: dict) -> dict[str, float]:
-    """The result's namespaced, finite numbers (MLflow metrics); NaN/inf are left out here and in the journal."""
-    return {
-        key: float(value)
-        for key, value in result.items()
-        if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool)
-        and math.isfinite(value)
-    }
-
-
-class SweepTracker:
-    """Owns the sweep's parent run: created once, found again on --resume, closed at the end."""
-
-    def __init__(self, uri: str, experiment: str):
-        self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        self.experiment_id = experiment_id(self.client, experiment)
-        self.parent_run_id: str | None = None
-
-    def start_parent(self, sweep_name: str, tags: dict[str, str], params: dict, resume_run_id: str | None) -> str:
-        if resume_run_id:
-            self.parent_run_id = resume_run_id
-            self.client.update_run(resume_run_id, status="RUNNING")
-        else:
-            self.parent_run_id = create_parent(self.client, self.experiment_id, sweep_name, tags, params)
-        return self.parent_run_id
-
-    def existing_children(self) -> dict[str, str]:
-        return child_runs(self.client, self.experiment_id, self.parent_run_id)
-
-    def target(self) -> MlflowTarget:
-        return MlflowTarget(self.uri, self.experiment_id, self.parent_run_id)
-
-    def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.parent_run_id, status=status)
-
-    def parent_url(self) -> str:
-        return run_url(ui_base_url(self.uri), self.experiment_id, self.parent_run_id)
+# the writer draws the per-cell figures: its forkserver imports their module (matplotlib) once per driver
+preload_in_writers(trial_figure.__module__)
 
 
 class TrialTrackingCallback(Callback):

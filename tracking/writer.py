@@ -23,24 +23,35 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
-from sweeps.writer_engine import MlflowTarget, WriterEngine
+from tracking.writer_engine import MlflowTarget, WriterEngine
 
-__all__ = ["MlflowTarget", "MlflowWriter", "start_writer_server"]
+__all__ = ["MlflowTarget", "MlflowWriter", "preload_in_writers", "start_writer_server"]
 
 # the lowest CPU priority: the driver (0) always goes first, and Ray's trial workers (niceness 15) outweigh it ~2:1,
 # so tracking takes the idle moments during a sweep and finishes its backlog at the end
 WRITER_NICENESS = 19
 
+# what the forkserver imports for the writers it forks, in this order: modules callers named (preload_in_writers),
+# then MLflow's stores (tracking/writer_preload.py)
+_caller_preload: list[str] = []
+
+
+def preload_in_writers(*modules: str) -> None:
+    """Have the writers' forkserver import `modules` too, so that the `make` functions a caller hands to
+    `log_artifact` (e.g. the per-cell figures, with matplotlib) start warm in every writer. Takes effect when the
+    forkserver starts (`start_writer_server` or the first writer): call it at import time of the caller's module."""
+    _caller_preload.extend(name for name in modules if name not in _caller_preload)
+
 
 def _writer_context():
     """A forkserver where the platform has one: a clean process, started once per driver with the writer's modules
     imported, that forks each writer; so no writer inherits the driver's threads (Ray's, MLflow's telemetry) or
-    their locks, and only the first sweep of a driver pays the imports (~3 s; sweeps/writer_preload.py).
-    Spawn elsewhere."""
+    their locks, and only the first sweep of a driver pays the imports (~3 s; tracking/writer_preload.py and
+    `preload_in_writers`). Spawn elsewhere."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["sweeps.writer_preload"])
+    context.set_forkserver_preload([*_caller_preload, "tracking.writer_preload"])
     return context
 
 
@@ -59,7 +70,7 @@ def _main_module_hidden():
 
 
 def start_writer_server() -> None:
-    """Start the writers' forkserver now, so that its imports (~3 s of one core, see sweeps/writer_preload.py)
+    """Start the writers' forkserver now, so that its imports (~3 s of one core, see tracking/writer_preload.py)
     overlap Ray's start instead of holding up the sweep's first writer (the first `Process.start` waits for them).
     Nothing to do where writers are spawned."""
     if _writer_context().get_start_method() == "forkserver":

@@ -1,4 +1,5 @@
-"""A sweep's tracking from start to close: the sweep record, the parent run, the writer and the trial callback.
+"""A sweep's tracking session from start to close: the sweep record, the parent run, the writer and the trial
+callback, wired together for one sweep.
 
 Start: `sweep.json` (what `sync` and `report` need: study, name, tracking URI, parent run and its tags, settings)
 and, with MLflow, the parent run. During the sweep: `TrialTrackingCallback`. Close: the sweep's files on the parent
@@ -8,13 +9,25 @@ the parent run ended, the final status recorded.
 import sys
 from pathlib import Path
 
-from analysis.load import read_sweep_record, write_sweep_record
-from analysis.sync import sync_sweep
-from sweeps.mlflow_tracking import SweepTracker, TrialTrackingCallback, check_tracking_uri, parent_tags
-from sweeps.mlflow_writer import MlflowWriter
+from sweeps.errors import TrackingError
+from sweeps.tracking_callback import TrialTrackingCallback
+from tracking.parent_run import ParentRun, parent_tags
+from tracking.run_layout import tracking_problem
+from tracking.sweep_record import read_sweep_record, write_sweep_record
+from tracking.sync import sync_sweep
+from tracking.writer import MlflowWriter
 
 
-class SweepTracking:
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (one clear line) when the tracking server or database does not answer."""
+    problem = tracking_problem(uri, timeout_s)
+    if problem:
+        raise TrackingError(problem)
+
+
+class SweepSession:
+    """One sweep's tracking: its record, parent run, writer process and Tune callback; `close(status)` ends it."""
+
     def __init__(self, settings, trial_label, early_stopped, sweep_params: dict, full_config=None):
         self.settings = settings
         self.out_dir: Path = settings.out_dir
@@ -24,20 +37,20 @@ class SweepTracking:
                         "ray.max_concurrent_trials": settings.max_concurrent_trials or "unlimited"}
         tags = parent_tags(settings.name, {"priorsweep.study": settings.study,
                                            **{k: str(v) for k, v in ray_settings.items()}, **settings.tags})
-        self.tracker = None
+        self.parent: ParentRun | None = None
         run_ids: dict[str, str] = {}
         if settings.mlflow_uri:
-            self.tracker = SweepTracker(settings.mlflow_uri, settings.study)
+            self.parent = ParentRun(settings.mlflow_uri, settings.study)
             resume_id = previous.get("parent_run_id") if settings.resume else None
-            self.tracker.start_parent(settings.name, tags, sweep_params, resume_run_id=resume_id)
-            run_ids = self.tracker.existing_children()
-        self.writer = MlflowWriter(self.tracker.target() if self.tracker else None, run_ids)
+            self.parent.start(settings.name, tags, sweep_params, resume_run_id=resume_id)
+            run_ids = self.parent.children()
+        self.writer = MlflowWriter(self.parent.target() if self.parent else None, run_ids)
         self.callback = TrialTrackingCallback(self.out_dir, self.writer, trial_label, early_stopped,
                                               settings.log_checkpoints, full_config)
         self.record = {
             "study": settings.study, "name": settings.name, "storage": settings.experiment_path,
-            "mlflow_uri": settings.mlflow_uri, "parent_run_id": self.tracker.parent_run_id if self.tracker else None,
-            "experiment_id": self.tracker.experiment_id if self.tracker else None, "parent_tags": tags,
+            "mlflow_uri": settings.mlflow_uri, "parent_run_id": self.parent.run_id if self.parent else None,
+            "experiment_id": self.parent.experiment_id if self.parent else None, "parent_tags": tags,
             "command": " ".join(sys.argv), "params": sweep_params, "status": "RUNNING",
         }
         write_sweep_record(self.out_dir, self.record)
@@ -63,17 +76,17 @@ class SweepTracking:
         self.callback.close()
         self.record["status"] = status
         write_sweep_record(self.out_dir, self.record)
-        if self.tracker is None:
+        if self.parent is None:
             return
-        uri = self.tracker.uri
+        uri = self.parent.uri
         try:
             if not complete or self.settings.resume:
                 # an outage now, or in the run this one resumes (its writes may never have reached MLflow)
                 check_tracking_uri(uri)
                 print(f"checking MLflow against the journal ({self.writer.dropped} writes missed in this run)")
                 print(f"restored: {sync_sweep(self.out_dir, uri)}")
-            self.tracker.finish(status)
-            print(f"parent run: {self.tracker.parent_url()}")
+            self.parent.finish(status)
+            print(f"parent run: {self.parent.url()}")
         except Exception as error:
             print(f"warning: MLflow at {uri} is not complete for this sweep ({str(error).splitlines()[0][:200]}); "
                   f"every result is in {self.out_dir}; when the server is back run:\n"

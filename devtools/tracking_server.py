@@ -1,11 +1,13 @@
 """A local MLflow tracking server backed by PostgreSQL, as the tests, the benchmarks and a workstation use it.
 
-    python -m sweeps.tracking_server --dir /tmp/mlflow-server --port 5000      # Ctrl-C stops both
+    python -m devtools.tracking_server --dir /tmp/mlflow-server --port 5000      # Ctrl-C stops both
 
 starts PostgreSQL (Debian's `postgresql` package: `apt-get install postgresql`) on 127.0.0.1 with its data under
 DIR/postgres, then `mlflow server` on 127.0.0.1:PORT with that database as its backend store and DIR/artifacts as
 its artifact store (served over HTTP, so clients on other machines can read and write artifacts), and prints the
-tracking URI for `--mlflow-uri`. On a cluster the compose file (docker/) runs the same pair as services.
+tracking URI for `--mlflow-uri`. Run it from the repository root: devtools is a helper of the repository, not
+part of the installed package. On a cluster the compose file and the on-prem cluster YAML (docker/) run the same pair
+with plain `mlflow server`.
 
 PostgreSQL refuses to run as root, so as root its commands run as the `postgres` user the package creates.
 """
@@ -188,7 +190,7 @@ def tracking_server(directory: Path, port: int | None = None, keep: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweeps.tracking_server", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m devtools.tracking_server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=Path("mlflow-server"),
                         help="where the database and artifacts live (default: ./mlflow-server); reused if present")

@@ -1,4 +1,4 @@
-"""The loop that does every MLflow write of a sweep; it runs in the writer process (sweeps/mlflow_writer.py).
+"""The loop that does every MLflow write of a sweep; it runs in the writer process (tracking/writer.py).
 
 It drains whatever has queued up and sends each run's metrics, params and tags together in as few `log_batch` calls
 as MLflow's limits allow (a busy sweep's many small results become a few large writes). MLflow's own async logging
@@ -23,7 +23,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_runs import STATUS_TAG, child_runs, create_child, log_in_batches, tracking_problem
+from tracking.run_layout import STATUS_TAG, child_runs, create_child, log_in_batches, tracking_problem
 
 DRIVER_CHECK_S = 2.0  # how often an idle loop checks that the sweep that started it is still alive
 

@@ -1,9 +1,12 @@
-"""How a sweep is laid out in MLflow, shared by the live tracking callback (sweeps/) and `analysis sync`/`load`.
+"""How a sweep is laid out in MLflow, shared by the live tracking (sweeps' callback, the writer), `sync` and
+analysis's `load`/`report`.
 
 One experiment per study, one parent run per sweep (tag `priorsweep.sweep`), one child run per cell (tags
 `mlflow.parentRunId` and `priorsweep.trial_id`, the cell's id). The trial-id tag is what makes writes idempotent:
-a cell's run is found by it before one is created, so no cell ever gets two runs.
+a cell's run is found by it before one is created, so no cell ever gets two runs. Only namespaced numbers
+(`train/…`, `val/…`, `eval/…`) of a result become metrics; params are the cell's flattened config.
 """
+import math
 import os
 import urllib.error
 import urllib.request
@@ -26,6 +29,7 @@ STATUS_TAG = "priorsweep.status"
 PARENT_TAG = "mlflow.parentRunId"
 # MlflowClient.log_batch limits per call
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000
+METRIC_PREFIXES = ("train/", "val/", "eval/")
 
 
 # MLflow 3's UI opens an experiment in its GenAI view unless the experiment says it trains models
@@ -96,6 +100,16 @@ def flatten_params(config: dict, prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)[:6000]
     return flat
+
+
+def numeric_metrics(result: dict) -> dict[str, float]:
+    """The result's namespaced, finite numbers (MLflow metrics); NaN/inf are left out here and in the journal."""
+    return {
+        key: float(value)
+        for key, value in result.items()
+        if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value)
+    }
 
 
 def run_url(ui_base: str, experiment: str, run_id: str) -> str:

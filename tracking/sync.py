@@ -1,4 +1,5 @@
-"""`python -m analysis sync`: make MLflow hold everything a sweep's journal says, adding only what is missing.
+"""`sync` (`python -m analysis sync`, and a sweep's own end when its writer missed something): make MLflow hold
+everything a sweep's journal says, adding only what is missing.
 
 Used after the tracking server dropped during a sweep (the driver kept going and kept every event in
 `tracking.jsonl`), after a sweep run with `--no-mlflow`, or to copy a sweep to another server. Every write is
@@ -13,9 +14,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from analysis.journal import JOURNAL_FILE, CellRecord, read_journal
-from analysis.load import RESULTS_FILE, ResultsError, read_sweep_record, write_parquet, write_sweep_record
-from analysis.mlflow_runs import (
+from tracking.files import RESULTS_FILE, ResultsError, write_parquet
+from tracking.journal import JOURNAL_FILE, CellRecord, read_journal
+from tracking.run_layout import (
     STATUS_TAG,
     child_runs,
     create_child,
@@ -24,6 +25,7 @@ from analysis.mlflow_runs import (
     find_parent,
     log_in_batches,
 )
+from tracking.sweep_record import read_sweep_record, write_sweep_record
 
 
 @dataclass

@@ -5,7 +5,8 @@ importing MLflow's database store (SQLAlchemy, the ORM models) on the first clie
 mappers on the first query. On a sweep of short trials that was a third of all the tracking's CPU, taken from the
 trials on the same cores. Imported here, it is paid once, in the forkserver, while the driver starts Ray.
 Both stores are loaded, as the writer's URI is known only when it starts: the database store (sqlite://,
-postgresql://) and the REST store (http:// server).
+postgresql://) and the REST store (http:// server). What the writer draws (the sweeps' per-cell figures, with
+matplotlib) its caller names with `tracking.writer.preload_in_writers`: tracking imports none of sweeps/analysis.
 """
 import importlib.util
 import sys
@@ -14,8 +15,7 @@ import mlflow.store.tracking.rest_store  # noqa: F401 (imported for its side eff
 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 from sqlalchemy.orm import configure_mappers
 
-import analysis.trial_figures  # noqa: F401 (matplotlib, for the per-cell figures the writer draws)
-import sweeps.writer_engine  # noqa: F401
+import tracking.writer_engine  # noqa: F401
 
 # Before every request to a tracking server, MLflow's client asks whether it runs inside Databricks or Spark by
 # importing these (~6 tries per request). Where one is not installed, each try searches all of sys.path again,
