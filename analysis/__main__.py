@@ -12,6 +12,7 @@ import pandas as pd
 from analysis.heatmaps import write_heatmaps
 from analysis.load import RESULTS_FILE, ResultsError, load_mlflow, load_parquet
 from analysis.tables import write_introvae_tables
+from tracking.secrets import redact
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,9 +106,9 @@ def report_command(args) -> None:
 
         try:
             MlflowClient(tracking_uri=uri).log_artifact(record["parent_run_id"], str(path))
-            print(f"logged to the parent run {record['parent_run_id']} at {uri}")
+            print(f"logged to the parent run {record['parent_run_id']} at {redact(uri)}")
         except Exception as error:
-            print(f"warning: report not logged to MLflow at {uri}: {str(error).splitlines()[0][:200]}",
+            print(f"warning: report not logged to MLflow at {redact(uri)}: {redact(str(error).splitlines()[0][:200])}",
                   file=sys.stderr)
 
 
@@ -120,11 +121,11 @@ def sync_command(args) -> None:
     problem = tracking_problem(args.mlflow_uri)
     if problem:
         raise ResultsError(problem)
-    print(f"syncing {args.results} into {args.mlflow_uri}")
+    print(f"syncing {args.results} into {redact(args.mlflow_uri)}")
     try:
         counts = sync_sweep(args.results, args.mlflow_uri)
     except MlflowException as error:  # unreachable server, refused database: one line, not a traceback
-        raise ResultsError(f"MLflow at {args.mlflow_uri}: {str(error).splitlines()[0][:300]}") from None
+        raise ResultsError(f"MLflow at {redact(args.mlflow_uri)}: {redact(str(error).splitlines()[0][:300])}") from None
     print(f"added: {counts}" if counts.total else "MLflow already held everything; nothing added")
 
 

@@ -24,6 +24,7 @@ from sweeps.results_table import ResultsTableCallback  # noqa: E402
 from sweeps.settings import SweepSettings  # noqa: E402
 from sweeps.sweep_session import SweepSession, check_tracking_uri  # noqa: E402
 from tracking.files import RESULTS_FILE, write_parquet  # noqa: E402
+from tracking.secrets import redact  # noqa: E402
 from tracking.writer import start_writer_server  # noqa: E402
 
 
@@ -91,7 +92,8 @@ def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepSe
     print(f"\n{len(frame)} results ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     print(f"results: {settings.out_dir / RESULTS_FILE}; report: {report}")
     if tracking.parent and not tracking.parent.uri.startswith(("http://", "https://")):
-        print(f"browse the runs: mlflow ui --backend-store-uri {tracking.parent.uri}   (then open the link above)")
+        print(f"browse the runs: mlflow ui --backend-store-uri {redact(tracking.parent.uri)}   "
+              "(then open the link above)")
     return 0 if (frame["status"] != "error").all() else 1
 
 

@@ -13,6 +13,7 @@ from sweeps.errors import TrackingError
 from sweeps.tracking_callback import TrialTrackingCallback
 from tracking.parent_run import ParentRun, parent_tags
 from tracking.run_layout import tracking_problem
+from tracking.secrets import redact
 from tracking.sweep_record import read_sweep_record, write_sweep_record
 from tracking.sync import sync_sweep
 from tracking.writer import MlflowWriter
@@ -48,10 +49,11 @@ class SweepSession:
         self.callback = TrialTrackingCallback(self.out_dir, self.writer, trial_label, early_stopped,
                                               settings.log_checkpoints, full_config)
         self.record = {
-            "study": settings.study, "name": settings.name, "storage": settings.experiment_path,
-            "mlflow_uri": settings.mlflow_uri, "parent_run_id": self.parent.run_id if self.parent else None,
+            "study": settings.study, "name": settings.name, "storage": redact(settings.experiment_path),
+            "mlflow_uri": redact(settings.mlflow_uri) if settings.mlflow_uri else None,
+            "parent_run_id": self.parent.run_id if self.parent else None,
             "experiment_id": self.parent.experiment_id if self.parent else None, "parent_tags": tags,
-            "command": " ".join(sys.argv), "params": sweep_params, "status": "RUNNING",
+            "command": redact(" ".join(sys.argv)), "params": sweep_params, "status": "RUNNING",
         }
         write_sweep_record(self.out_dir, self.record)
 
@@ -79,6 +81,7 @@ class SweepSession:
         if self.parent is None:
             return
         uri = self.parent.uri
+        shown = redact(uri)  # what is printed: the password stays in this process
         try:
             if not complete or self.settings.resume:
                 # an outage now, or in the run this one resumes (its writes may never have reached MLflow)
@@ -88,6 +91,7 @@ class SweepSession:
             self.parent.finish(status)
             print(f"parent run: {self.parent.url()}")
         except Exception as error:
-            print(f"warning: MLflow at {uri} is not complete for this sweep ({str(error).splitlines()[0][:200]}); "
-                  f"every result is in {self.out_dir}; when the server is back run:\n"
-                  f"  python -m analysis sync --results {self.out_dir} --mlflow-uri {uri}", file=sys.stderr)
+            print(f"warning: MLflow at {shown} is not complete for this sweep "
+                  f"({redact(str(error).splitlines()[0][:200])}); every result is in {self.out_dir}; when the server "
+                  f"is back run:\n  python -m analysis sync --results {self.out_dir} --mlflow-uri {shown}",
+                  file=sys.stderr)

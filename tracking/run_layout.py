@@ -6,15 +6,19 @@ One experiment per study, one parent run per sweep (tag `priorsweep.sweep`), one
 a cell's run is found by it before one is created, so no cell ever gets two runs. Only namespaced numbers
 (`train/…`, `val/…`, `eval/…`) of a result become metrics; params are the cell's flattened config.
 """
+import base64
 import math
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+from tracking.secrets import redact, without_user_info
 
 # A dead server must fail a call in seconds, not after MLflow's default 7 retries with exponential backoff (minutes);
 # and MLflow's two printed lines per ended run would drown the sweep's own progress lines.
@@ -118,14 +122,21 @@ def run_url(ui_base: str, experiment: str, run_id: str) -> str:
 
 def ui_base_url(tracking_uri: str) -> str:
     """Where a browser finds the runs: the server itself, or `mlflow ui`'s default address for a database URI."""
-    return tracking_uri if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    if tracking_uri.startswith(("http://", "https://")):
+        return without_user_info(tracking_uri)
+    return "http://127.0.0.1:5000"
 
 
 def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
-    """Why MLflow at `uri` cannot be used right now (one line), or None when it answers."""
+    """Why MLflow at `uri` cannot be used right now (one line, its password redacted), or None when it answers."""
+    problem = _tracking_problem(uri, timeout_s)
+    return redact(problem) if problem else None
+
+
+def _tracking_problem(uri: str, timeout_s: float) -> str | None:
     try:
         if uri.startswith(("http://", "https://")):
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+            with urllib.request.urlopen(_health_request(uri), timeout=timeout_s) as response:
                 if response.status != 200:
                     return f"MLflow tracking server at {uri} answered HTTP {response.status}"
         elif uri.startswith("sqlite:///"):
@@ -143,3 +154,14 @@ def tracking_problem(uri: str, timeout_s: float = 5.0) -> str | None:
     except Exception as error:  # sqlalchemy's OperationalError and friends: the database refused us
         return f"cannot open MLflow database {uri}: {str(error).splitlines()[0]}"
     return None
+
+
+def _health_request(uri: str) -> urllib.request.Request:
+    """GET <server>/health; user info in the URI becomes a basic-auth header, as MLflow's own client sends it
+    (urllib would take `user:password@host` for the host name)."""
+    parts = urllib.parse.urlsplit(uri)
+    request = urllib.request.Request(without_user_info(uri).rstrip("/") + "/health")
+    if parts.username is not None:
+        credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
+    return request

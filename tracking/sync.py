@@ -25,6 +25,7 @@ from tracking.run_layout import (
     find_parent,
     log_in_batches,
 )
+from tracking.secrets import redact
 from tracking.sweep_record import read_sweep_record, write_sweep_record
 
 
@@ -140,4 +141,4 @@ def _record_run_ids(results_dir: Path, record: dict, tracking_uri: str, parent: 
         known = table["trial_id"].map(runs)
         table["mlflow_run_id"] = known.where(known.notna(), table.get("mlflow_run_id", ""))
         write_parquet(table, table_path)
-    write_sweep_record(results_dir, {**record, "mlflow_uri": tracking_uri, "parent_run_id": parent})
+    write_sweep_record(results_dir, {**record, "mlflow_uri": redact(tracking_uri), "parent_run_id": parent})
