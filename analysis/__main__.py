@@ -75,8 +75,18 @@ def load_results(args):
     return frame, out
 
 
+def require_columns(frame: pd.DataFrame, columns: tuple[str, ...], command: str, other: str) -> None:
+    """Results of the other study (or a foreign table) are one clear error, not a KeyError deep in a figure."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        studies = sorted(set(frame["study"].astype(str))) if "study" in frame.columns else ["unknown"]
+        raise ResultsError(f"`{command}` needs results with columns {', '.join(columns)}; these ({', '.join(studies)} "
+                           f"results) have no {missing[0]!r}: for them use `python -m analysis {other}`")
+
+
 def heatmaps_command(args) -> None:
     frame, out = load_results(args)
+    require_columns(frame, ("bias", "beta"), "heatmaps", "tables")
     paths = write_heatmaps(frame, out)
     print(f"{len(frame)} trials -> {len(paths)} heatmaps in {out}")
     for path in paths:
@@ -85,6 +95,7 @@ def heatmaps_command(args) -> None:
 
 def tables_command(args) -> None:
     frame, out = load_results(args)
+    require_columns(frame, ("dataset", "prior"), "tables", "heatmaps")
     paths = write_introvae_tables(frame, out)
     print(f"{len(frame)} trials -> {', '.join(p.name for p in paths)} in {out}")
     if (Path(out) / "table_2d.md").exists():

@@ -1,6 +1,7 @@
 """Command-line flags every sweep script shares, and turning them into SweepSettings."""
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,9 +62,16 @@ def trial_overrides(preset_trial: dict, args, flags: tuple[str, ...]) -> dict:
     return {**preset_trial, **{key: getattr(args, key) for key in flags if getattr(args, key) is not None}}
 
 
+# a sweep's name is a folder under OUT/<study>/ and a Tune experiment under the storage: one plain path component
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def resolve_name(args, study: str) -> str:
     """The sweep's name; with --resume and no --name, the newest sweep of this study under OUT."""
-    if args.name:
+    if args.name is not None:
+        if not SWEEP_NAME.fullmatch(args.name):
+            raise SweepError(f"--name {args.name!r}: a sweep name is 1-100 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit (it becomes a folder under --out)")
         return args.name
     if args.resume:
         sweeps = sorted((args.out / study).glob("*/sweep.json"), key=lambda p: p.stat().st_mtime)

@@ -26,6 +26,8 @@ def run_sweep_script(tmp_path, *args):
     (["--gpus-per-trial", "1.5"], "whole number"),
     (["--progress-every", "-1"], "--progress-every must be >= 0 seconds"),
     # inputs only a cluster user gives: refused in seconds, not after minutes of Ray's retries or an endless wait
+    (["--name", "../escape"], "a sweep name is 1-100 letters"),
+    (["--name", ""], "a sweep name is 1-100 letters"),
     (["--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["--address", "head-node"], "expected HOST:PORT"),
     (["--cpus-per-trial", "1000"], "no node of this cluster can run a trial that needs 1000 CPU"),

@@ -100,3 +100,15 @@ def test_image_mosaic_puts_each_image_in_its_tile_between_white_gaps():
         for j in range(3):
             np.testing.assert_array_equal(mosaic[3 * i:3 * i + 2, 3 * j:3 * j + 2], images[i, j].reshape(2, 2))
     assert (mosaic[2, :] == 255).all() and (mosaic[:, 2] == 255).all() and (mosaic[:, 5] == 255).all()
+
+
+def test_results_of_the_other_study_are_one_clear_error_not_a_key_error(tmp_path, capsys):
+    introvae = pd.DataFrame([{"study": "introvae", "dataset": "rings", "prior": "mog", "seed": 0,
+                              "status": "completed", "eval/kl": 0.5}])
+    introvae.to_parquet(tmp_path / "results.parquet", index=False)
+    assert analysis_main(["heatmaps", "--results", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: `heatmaps` needs results with columns bias, beta") and "analysis tables" in error
+    results_table().assign(study="bias_grid").to_parquet(tmp_path / "results.parquet", index=False)
+    assert analysis_main(["tables", "--results", str(tmp_path)]) == 2
+    assert "no 'dataset'" in capsys.readouterr().err and not list(tmp_path.glob("table_2d.*"))
