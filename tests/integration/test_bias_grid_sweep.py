@@ -126,3 +126,20 @@ def test_several_seeds_train_in_one_population_per_bias_and_match_one_model_per_
         assert together[metric].to_numpy() == pytest.approx(alone[metric].to_numpy(), rel=2e-3), metric
     seed_0, seed_1 = (together[together["seed"] == s]["train/loss"].to_numpy() for s in (0, 1))
     assert not seed_0 == pytest.approx(seed_1, rel=1e-3)  # independent data per seed
+
+
+def test_a_diverging_population_member_ends_diverged_alone(local_ray, tmp_path):
+    """β = 1e38 makes that member's β·KL overflow float32 to inf at once; the member beside it in the same
+    population (β = 0.5, same seed and data) must train to the end, and the sweep must still succeed."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert bias_grid_main(["--preset", "smoke", "--name", "diverge", "--out", str(tmp_path / "results"),
+                           "--mlflow-uri", uri, "--biases", "0", "--betas", "0.5", "1e38", "--seeds", "0"]) == 0
+    table = pd.read_parquet(tmp_path / "results" / "bias_grid" / "diverge" / "results.parquet")
+    status = dict(zip(table["beta"], table["status"], strict=True))
+    assert status == {0.5: "completed", 1e38: "diverged"}
+    by_beta = table.set_index("beta")
+    assert by_beta.loc[0.5, "step"] == 100 and by_beta.loc[1e38, "diverged_at_step"] >= 1
+    client = MlflowClient(tracking_uri=uri)
+    child_status = {beta: client.get_run(by_beta.loc[beta, "mlflow_run_id"]).data.tags["priorsweep.status"]
+                    for beta in (0.5, 1e38)}
+    assert child_status == {0.5: "completed", 1e38: "diverged"}
