@@ -39,8 +39,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     lines = [line for line in finished.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and message in lines[-1], finished.stderr
     assert "Traceback" not in finished.stderr
-    assert not (tmp_path / "results" / "bias_grid").exists() or not any((tmp_path / "results" / "bias_grid").glob(
-        "*/results.parquet"))
+    # nothing created: no results folder, no Tune state, no MLflow database
+    assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_unknown_flag_and_preset_are_refused_by_the_parser(tmp_path):
