@@ -2,7 +2,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint smoke system-packages
+.PHONY: demo test test-fast lint smoke system-packages
 
 # the main job: the β × bias demo sweep (every bias × every β, 1 seed), heatmaps and MLflow runs
 demo: $(INSTALLED)
@@ -12,6 +12,10 @@ demo: $(INSTALLED)
 # clusters (multi-node `ray start` clusters, Ray Jobs, autoscaling, `ray up` over the tests' own sshd)
 test: $(INSTALLED) system-packages
 	$(PYTHON) -m pytest -q
+
+# the inner loop: everything but the tests marked slow (real sweeps over clusters, Ray Jobs, `ray up`)
+test-fast: $(INSTALLED) system-packages
+	$(PYTHON) -m pytest -q -m "not slow"
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
