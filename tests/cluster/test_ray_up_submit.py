@@ -137,7 +137,6 @@ def cluster_config(name: str, user: CiUser, key: Path, relay: Path, gcs_port: in
         "file_mounts": {}, "cluster_synced_files": [],
         "initialization_commands": [], "setup_commands": [], "head_setup_commands": [], "worker_setup_commands": [],
         "head_start_ray_commands": [
-            "ray stop",  # as the user: ends its own Ray only
             # no --node-ip-address=127.0.0.1: Ray swaps a loopback address for the machine's (resolve_ip_for_localhost)
             f"ray start --head --port={gcs_port} --ray-client-server-port={client} "
             f"--dashboard-agent-listen-port={agent} --num-cpus=2 --include-dashboard=false --disable-usage-stats "
