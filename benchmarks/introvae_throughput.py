@@ -22,7 +22,7 @@ from trainables.introvae import IntroVaeRun
 REFERENCE_RATES = {"standard": (90.0, 20.0), "mog": (12.0, 3.2)}  # (warm-up, introspective) it/s, spec anchors
 ITERATIONS = {"standard": (120, 40), "mog": (60, 24), "vamp": (60, 24)}
 PROTOCOL = {"dataset": "8gaussians", "batch_size": 512, "num_components": 64, "hidden_width": 256,
-            "hidden_depth": 3, "iterations": 30_000}
+            "hidden_depth": 3, "steps": 30_000}
 MC_KL_BACKWARD_NODES = ("_FeatureLogSumExpBackward", "LogsumexpBackward", "SoftmaxBackward", "ExpBackward0")
 
 

@@ -19,6 +19,8 @@ def trial_cells(trial_id: str, config: dict, result: dict | None) -> list[tuple[
     base = {k: v for k, v in config.items() if k not in ("betas", "seeds")}
     seeds = config.get("seeds") or [config.get("seed", 0)]
     cells = [{**base, "seed": seed, "beta": beta} for seed in seeds for beta in config["betas"]]
+    if len(cells) == 1:  # a population of one is the lone case: the trial is its cell, and reports as one
+        return [(trial_id, cells[0], {**common, **(result.get("population") or [{}])[0]})]
     members = result.get("population") or [{} for _ in cells]
     return [(f"{trial_id}-{m}", cell, {**common, **member})
             for m, (cell, member) in enumerate(zip(cells, members, strict=True))]

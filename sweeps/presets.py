@@ -57,7 +57,7 @@ INTROVAE_PRESETS = {
     "smoke": IntroVaePreset(
         "seconds: 8Gaussians × {standard, mog} × 1 seed, a tiny MLP, 60 iterations (tests)",
         datasets=("8gaussians",), priors=("standard", "mog"), seeds=(0,),
-        trial={"iterations": 60, "num_vae": 30, "batch_size": 64, "hidden_width": 32, "report_every": 30,
+        trial={"steps": 60, "num_vae": 30, "batch_size": 64, "hidden_width": 32, "report_every": 30,
                "num_components": 8, "gnelbo_grid": 32, "gnelbo_data_points": 256, "eval_points": 500,
                "density_image": 16},
         search_samples=4,
@@ -65,12 +65,12 @@ INTROVAE_PRESETS = {
     "demo": IntroVaePreset(
         "minutes: 4 datasets × 3 priors × 1 seed, 2,000 iterations (500 warm-up), K = 64",
         datasets=ALL_2D, priors=ALL_PRIORS, seeds=(0,),
-        trial={"iterations": 2_000, "num_vae": 500, "gnelbo_grid": 256},
+        trial={"steps": 2_000, "num_vae": 500, "gnelbo_grid": 256},
     ),
     "paper2d": IntroVaePreset(
         "the reference protocol: 30,000 iterations, batch 512, K = 64, 5 seeds (use --seeds 0 for one)",
         datasets=ALL_2D, priors=ALL_PRIORS, seeds=(0, 1, 2, 3, 4),
-        trial={"iterations": 30_000, "num_vae": 2_000, "batch_size": 512, "num_components": 64},
+        trial={"steps": 30_000, "num_vae": 2_000, "batch_size": 512, "num_components": 64},
         search_samples=60,
     ),
 }

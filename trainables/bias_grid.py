@@ -1,15 +1,14 @@
-"""The β × training-bias trial: train one β-VAE on biased grid images, then measure latent recovery.
+"""The β × training-bias cell: one β-VAE on biased grid images, then how well its latents recover the true ones.
 
-`train_bias_grid(config)` is the Ray Tune function trainable. Its Ray-free core, `BiasGridRun`, owns the model,
-optimiser, data stream and RNGs, so tests drive it directly and a restored trial continues bit-identically.
+`FIELDS` is the study's config; `BiasGridData` what every run of a cell draws on. The sweeps train cells as
+populations (trainables/bias_grid_population.py; one member is the lone case); `BiasGridRun`, one model with its
+optimiser, data stream and RNGs, is their test oracle and the benchmarks' baseline.
 
 Reports (one per `report_every` steps): `train/*` means over the interval, `val/*` on a fixed held-out sample of the
 training distribution, and in the last report the `eval/*` recovery metrics on the enumerated test set. Each report
 carries a checkpoint (model, optimiser, RNG states, step). A non-finite loss ends the trial with status 'diverged'.
 """
 import math
-import time
-from pathlib import Path
 
 import torch
 
@@ -19,11 +18,10 @@ from trainables.config import ConfigError, Field, non_negative, positive, valida
 from trainables.data.biased_grid import BiasedGridStream, GridSpec, enumerated_test_set
 from trainables.metrics.recovery import PmiProtocol, example_images, pmi, recovery_scores
 from trainables.optim import adam
-from trainables.trial_loop import Diverged, report_until_done, trial_device
+from trainables.trial_loop import Checkpointed, interval_means, raise_if_diverged, timed_steps
 
 STUDY = "bias_grid"
 HELDOUT_SEED = 2**31 - 1  # one held-out sample per bias, shared by all trials, so their val/* compare
-CHECKPOINT_FILE = "state.pt"
 
 FIELDS = {
     # the study's axes
@@ -127,8 +125,9 @@ class BiasGridData:
         self.noise.set_state(state["noise"])
 
 
-class BiasGridRun:
-    """Model, optimiser, data stream and RNGs of one trial; everything a checkpoint must hold."""
+class BiasGridRun(Checkpointed):
+    """Model, optimiser, data stream and RNGs of one model; everything a checkpoint must hold. The sweeps train
+    populations (trainables/bias_grid_population.py, one member being the lone case); this is their test oracle."""
 
     def __init__(self, config: dict, device: torch.device | str = "cpu"):
         self.config = config = validate_config(config)
@@ -141,25 +140,22 @@ class BiasGridRun:
         self.pmi_baseline = math.nan
 
     # ---- training -------------------------------------------------------------------------------------------
+    def _train_step(self) -> dict[str, torch.Tensor]:
+        loss, metrics = beta_elbo(self.model, self.data.stream.next_batch(self.config["batch_size"]),
+                                  self.objective, self.data.noise)
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+        return metrics
+
     def train_interval(self, num_steps: int) -> dict[str, float]:
         """`num_steps` optimiser steps; returns the interval means as `train/*`. Raises Diverged on NaN/inf."""
         self.model.train()
-        parts: list[dict[str, torch.Tensor]] = []
-        start = time.perf_counter()
-        for _ in range(num_steps):
-            loss, metrics = beta_elbo(self.model, self.data.stream.next_batch(self.config["batch_size"]),
-                                      self.objective, self.data.noise)
-            self.optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimiser.step()
-            parts.append(metrics)
-        elapsed = time.perf_counter() - start
-        losses = torch.stack([p["loss"] for p in parts])  # (num_steps,) one host sync per interval, not per step
-        bad = (~torch.isfinite(losses)).nonzero()
-        if len(bad):
-            raise Diverged(self.step + int(bad[0]) + 1)
+        parts, elapsed = timed_steps(self._train_step, num_steps)
+        # (num_steps,): one host sync per interval, not per step
+        raise_if_diverged(torch.isfinite(torch.stack([p["loss"] for p in parts])), self.step)
         self.step += num_steps
-        means = {key: float(torch.stack([p[key] for p in parts]).mean()) for key in parts[0]}
+        means = {key: float(value) for key, value in interval_means(parts).items()}
         rate = num_steps / elapsed
         return {**{f"train/{k}": v for k, v in means.items()}, "train/steps_per_second": rate,
                 "train/model_steps_per_second": rate}  # one model: the population engine reports P× this
@@ -207,24 +203,3 @@ class BiasGridRun:
         self.data.load_state_dict(state["data"])
         self.step = state["step"]
         self.pmi_baseline = state["pmi_baseline"]
-
-    def save(self, directory: str | Path) -> None:
-        torch.save(self.state_dict(), Path(directory) / CHECKPOINT_FILE)
-
-    def restore(self, directory: str | Path) -> None:
-        state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location=self.device, weights_only=False)
-        self.load_state_dict(state)
-
-
-def train_bias_grid(config: dict) -> None:
-    """Ray Tune function trainable for one (bias, β, seed) cell."""
-    config = validate_config(config)
-    device = trial_device(config["device"])
-    run = BiasGridRun(config, device)
-
-    def build_report(train: dict, finished: bool) -> dict:
-        return {**train, **run.validation(), **(run.evaluate() if finished else {})}
-
-    report_until_done(run, config["steps"], config["report_every"], device, build_report,
-                      on_fresh_start=run.measure_baseline,
-                      on_divergence=lambda: {"eval/pmi_baseline": run.pmi_baseline})

@@ -11,8 +11,6 @@ A member whose loss turns non-finite is marked diverged at that step and drops o
 its weights are zeroed so the batched evaluation stays finite); the others go on.
 """
 import math
-import time
-from pathlib import Path
 
 import torch
 
@@ -24,9 +22,15 @@ from trainables.bias_grid import validate_config as validate_single
 from trainables.config import Field, validate
 from trainables.metrics.recovery import example_images, pmi, recovery_scores
 from trainables.optim import adam
-from trainables.trial_loop import report_until_done, trial_device
+from trainables.trial_loop import (
+    Checkpointed,
+    Diverged,
+    interval_means,
+    report_until_done,
+    timed_steps,
+    trial_device,
+)
 
-CHECKPOINT_FILE = "population.pt"
 FIELDS = {
     "betas": Field([1.0], list, "the KL weights β of each seed's members (one member each)",
                    lambda v: len(v) > 0 and min(v) >= 0, "a non-empty list of numbers >= 0"),
@@ -50,7 +54,9 @@ def member_config(config: dict, seed: int, beta: float) -> dict:
     return {**{k: v for k, v in config.items() if k not in ("betas", "seeds")}, "seed": seed, "beta": beta}
 
 
-class BiasGridPopulationRun:
+class BiasGridPopulationRun(Checkpointed):
+    checkpoint_file = "population.pt"
+
     def __init__(self, config: dict, device: torch.device | str = "cpu"):
         self.config = config = validate_config(config)
         # one group per seed: its data stream, noise and PMI generator; the test set and held-out sample are the
@@ -100,24 +106,26 @@ class BiasGridPopulationRun:
         self.model.train()
         alive = self.alive
         dead = (~alive).nonzero().flatten()
-        parts = []
-        start = time.perf_counter()
-        for _ in range(num_steps):
+
+        def one_step() -> dict[str, torch.Tensor]:  # every metric (P,)
             loss, metrics = self._loss(self._next_batch(), [group.noise for group in self.groups], alive)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if len(dead):  # 0 × inf in a dead member's backward is NaN: keep it out of the update
                 self._zero_members(dead, gradients_only=True)
             self.optimiser.step()
-            parts.append(metrics)
-        elapsed = time.perf_counter() - start
+            return metrics
+
+        parts, elapsed = timed_steps(one_step, num_steps)
         losses = torch.stack([p["loss"] for p in parts]).cpu()  # (steps, P): one host sync per interval
         bad = ~torch.isfinite(losses) & alive.cpu()[None, :]
         for member in bad.any(dim=0).nonzero().flatten().tolist():
             self.diverged_at[member] = self.step + int(bad[:, member].nonzero()[0]) + 1
             self._zero_members(torch.tensor([member], device=self.device))
         self.step += num_steps
-        means = {k: torch.stack([p[k] for p in parts]).mean(dim=0).tolist() for k in parts[0]}
+        if not self.alive.any():  # nothing left to train: the trial ends here (a lone model at its first bad step)
+            raise Diverged(int(self.diverged_at.max()))
+        means = {k: v.tolist() for k, v in interval_means(parts).items()}
         rate, living = num_steps / elapsed, int(alive.sum())
         return [{**{f"train/{k}": v[m] for k, v in means.items()}, "train/steps_per_second": rate,
                  "train/model_steps_per_second": rate * living} for m in range(self.size)]
@@ -221,28 +229,33 @@ class BiasGridPopulationRun:
             k: regroup(v) if torch.is_tensor(v) and v.shape == old.shape else v for k, v in moments.items()}}
         return {**state, "model": model, "optimiser": {**state["optimiser"], "state": optimiser_state}}
 
-    def save(self, directory) -> None:
-        torch.save(self.state_dict(), Path(directory) / CHECKPOINT_FILE)
 
-    def restore(self, directory) -> None:
-        self.load_state_dict(torch.load(Path(directory) / CHECKPOINT_FILE, map_location=self.device,
-                                        weights_only=False))
-
-
-def train_bias_grid_population(config: dict) -> None:
-    """Ray Tune function trainable for one population (every β × seed of one bias, or a part of them)."""
+def train_bias_grid_population(config: dict, sink=None) -> None:
+    """Ray Tune function trainable for one population (every β × seed of one bias, or a part of them; one member is
+    the lone model). `sink`: where reports go outside Tune (sweeps/local_backend.py)."""
     config = validate_config(config)
     device = trial_device(config["device"])
     run = BiasGridPopulationRun(config, device)
 
-    def build_report(members: list[dict], finished: bool) -> dict:
+    def members_report(members: list[dict], finished: bool) -> list[dict]:
         evaluations = run.evaluate() if finished else [{}] * run.size
         for m, (metrics, validation, scores, (seed, beta)) in enumerate(zip(
                 members, run.validation(), evaluations, run.member_seeds_and_betas(), strict=True)):
             diverged = int(run.diverged_at[m])
             status = "diverged" if diverged >= 0 else ("completed" if finished else "running")
             metrics.update(validation, **scores, beta=beta, seed=seed, diverged_at_step=diverged, status=status)
-        return {"population": members}
+        return members
 
-    report_until_done(run, config["steps"], config["report_every"], device, build_report,
-                      on_fresh_start=run.measure_baseline)
+    def population_report(members: list[dict]) -> dict:
+        # a population of one reports as a lone model: its metrics at the top, where a searcher and ASHA read them
+        return members[0] if run.size == 1 else {"population": members}
+
+    def on_divergence() -> dict:  # every member diverged
+        return population_report([{"beta": beta, "seed": seed, "status": "diverged",
+                                   "diverged_at_step": int(run.diverged_at[m]), "eval/pmi_baseline":
+                                   run.pmi_baselines[m // run.group_size]}
+                                  for m, (seed, beta) in enumerate(run.member_seeds_and_betas())])
+
+    report_until_done(run, config["steps"], config["report_every"], device,
+                      lambda members, finished: population_report(members_report(members, finished)),
+                      on_fresh_start=run.measure_baseline, on_divergence=on_divergence, sink=sink)

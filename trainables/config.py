@@ -59,7 +59,11 @@ def _coerce(key: str, value: Any, field: Field) -> Any:
     return value
 
 
-def validate(config: Mapping[str, Any], fields: Mapping[str, Field], study: str) -> dict[str, Any]:
+def validate(config: Mapping[str, Any], fields: Mapping[str, Field], study: str,
+             renamed: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`renamed`: old key -> its current name, so configs saved before a rename (Tune state, checkpoints,
+    scripts) still validate."""
+    config = rename_keys(config, renamed or {})
     unknown = sorted(set(config) - set(fields))
     if unknown:
         raise ConfigError(
@@ -74,6 +78,13 @@ def validate(config: Mapping[str, Any], fields: Mapping[str, Field], study: str)
             raise ConfigError(f"config key '{key}' must be {field.requirement}, got {value!r}")
         full[key] = value
     return full
+
+
+def rename_keys(config: Mapping[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
+    both = [old for old, new in renamed.items() if old in config and new in config]
+    if both:
+        raise ConfigError(f"config key '{both[0]}' is the old name of '{renamed[both[0]]}': give only one of them")
+    return {renamed.get(key, key): value for key, value in config.items()}
 
 
 def describe(fields: Mapping[str, Field]) -> str:

@@ -12,7 +12,6 @@ step. Every `report_every` iterations it reports `train/*` and the histogram met
 stage and the density image. A NaN/inf loss ends the trial with status 'diverged'.
 """
 import time
-from pathlib import Path
 
 import torch
 
@@ -23,15 +22,23 @@ from trainables.config import ConfigError, Field, non_negative, positive, valida
 from trainables.data.toy2d import DATASETS, SQUARE_HALF_WIDTH, sample_2d
 from trainables.metrics import density2d
 from trainables.optim import adam
-from trainables.trial_loop import Diverged, report_until_done, trial_device
+from trainables.trial_loop import (
+    Checkpointed,
+    interval_means,
+    raise_if_diverged,
+    report_until_done,
+    timed_steps,
+    trial_device,
+)
 
 STUDY = "introvae"
-CHECKPOINT_FILE = "state.pt"
 VAMP_TO_MOG_BEFORE = 100  # 2D: the reference converts the VampPrior at iteration num_vae − 100
 # Soft-IntroVAE's reference (β_kl, β_rec, β_neg) per 2D dataset, used where the config leaves a β at 0
 REFERENCE_BETAS = {"8gaussians": (0.3, 0.2, 0.9), "2spirals": (0.5, 0.2, 1.0), "checkerboard": (0.1, 0.2, 0.2),
                    "rings": (0.2, 0.2, 1.0)}
 
+# one word per idea across studies: a training iteration is a step (configs saved before keep working)
+RENAMED = {"iterations": "steps"}
 FIELDS = {
     "dataset": Field("8gaussians", str, "2D dataset", choices=DATASETS),
     "prior": Field("standard", str, "standard N(0, I), mog (mixture of Gaussians) or vamp (VampPrior)",
@@ -50,7 +57,7 @@ FIELDS = {
     "beta_neg": Field(0.0, float, "β_neg (0: the dataset's reference value)", non_negative, ">= 0"),
     "beta_neg_multiple": Field(0.0, float, "if > 0, β_neg = this × β_kl (the prior paper's search: 1…5)",
                                non_negative, ">= 0"),
-    "iterations": Field(30_000, int, "training iterations", positive, "> 0"),
+    "steps": Field(30_000, int, "training iterations (one optimiser step of each player)", positive, "> 0"),
     "num_vae": Field(2_000, int, "warm-up iterations of plain β-ELBO before the introspective stage",
                      non_negative, ">= 0"),
     "batch_size": Field(512, int, "points per iteration", positive, "> 0"),
@@ -81,9 +88,9 @@ def _milestones(text: str) -> list[int] | None:
 
 
 def validate_config(config: dict) -> dict:
-    full = validate(config, FIELDS, STUDY)
-    if full["num_vae"] > full["iterations"]:
-        raise ConfigError(f"config key 'num_vae' must be <= iterations ({full['iterations']}), got {full['num_vae']}")
+    full = validate(config, FIELDS, STUDY, RENAMED)
+    if full["num_vae"] > full["steps"]:
+        raise ConfigError(f"config key 'num_vae' must be <= steps ({full['steps']}), got {full['num_vae']}")
     if full["sample_with_gradient"] and (full["prior"] == "standard" or full["prior_mode"] == "fixed"):
         raise ConfigError("config key 'sample_with_gradient' needs a trainable mixture prior (prior mog or vamp, "
                           "prior_mode trainable)")
@@ -102,7 +109,7 @@ def objective_config(config: dict) -> SoftIntroConfig:
                            sample_with_gradient=config["sample_with_gradient"])
 
 
-class IntroVaeRun:
+class IntroVaeRun(Checkpointed):
     def __init__(self, config: dict, device: torch.device | str = "cpu"):
         self.config = config = validate_config(config)
         self.device = torch.device(device)
@@ -201,21 +208,15 @@ class IntroVaeRun:
     def train_interval(self, num_iterations: int) -> dict[str, float]:
         """Iterations with one host sync at the end; means of the stage's metrics as train/*. Raises Diverged."""
         self.model.train()
-        parts = []
-        start, first = time.perf_counter(), self.step
-        for _ in range(num_iterations):
-            parts.append(self.train_iteration())
-        elapsed = time.perf_counter() - start
-        finite = torch.stack([p.pop("finite") for p in parts])
-        if not bool(finite.all()):
-            raise Diverged(first + int((~finite).nonzero()[0]) + 1)
+        first = self.step
+        parts, elapsed = timed_steps(self.train_iteration, num_iterations)
+        raise_if_diverged(torch.stack([p.pop("finite") for p in parts]), first)
         warmup = sum(1 for i in range(first, self.step) if i < self.config["num_vae"])
         self.timing["warmup_iterations"] += warmup
         self.timing["intro_iterations"] += num_iterations - warmup
         self.timing["warmup_seconds"] += elapsed * warmup / num_iterations
         self.timing["intro_seconds"] += elapsed * (num_iterations - warmup) / num_iterations
-        keys = parts[-1].keys()  # the stage the interval ended in
-        means = {k: float(torch.stack([p[k] for p in parts if k in p]).mean()) for k in keys}
+        means = {k: float(v) for k, v in interval_means(parts).items()}
         return {**{f"train/{k}": v for k, v in means.items()}, "train/iterations_per_second": num_iterations / elapsed,
                 "train/stage": 1.0 if self.step <= self.config["num_vae"] else 2.0}
 
@@ -290,13 +291,6 @@ class IntroVaeRun:
         self.step = state["step"] if "step" in state else state["iteration"]  # checkpoints before 2026-11-22 09:00
         self.timing = dict(state["timing"])
 
-    def save(self, directory) -> None:
-        torch.save(self.state_dict(), Path(directory) / CHECKPOINT_FILE)
-
-    def restore(self, directory) -> None:
-        self.load_state_dict(torch.load(Path(directory) / CHECKPOINT_FILE, map_location=self.device,
-                                        weights_only=False))
-
 
 def introvae_report(run: IntroVaeRun, train: dict, finished: bool) -> dict:
     """A report's metrics: the interval's train/*, the histogram metrics, and at the end the final evaluation."""
@@ -308,5 +302,5 @@ def train_introvae(config: dict, sink=None) -> None:
     config = validate_config(config)
     device = trial_device(config["device"])
     run = IntroVaeRun(config, device)
-    report_until_done(run, config["iterations"], config["report_every"], device,
+    report_until_done(run, config["steps"], config["report_every"], device,
                       lambda train, finished: introvae_report(run, train, finished), sink=sink)

@@ -6,7 +6,9 @@ reports go is the sink's business: Tune's (checkpoint + `tune.report`) inside a 
 same two methods outside Ray (benchmarks/run_cells.py).
 """
 import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -26,6 +28,39 @@ class Diverged(RuntimeError):
     def __init__(self, step: int):
         super().__init__(f"non-finite loss at step {step}")
         self.step = step
+
+
+class Checkpointed:
+    """A run's checkpoint: its `state_dict()` in one file of the checkpoint directory, loaded onto its `device`."""
+
+    checkpoint_file = "state.pt"
+    device: torch.device
+
+    def save(self, directory) -> None:
+        torch.save(self.state_dict(), Path(directory) / self.checkpoint_file)
+
+    def restore(self, directory) -> None:
+        state = torch.load(Path(directory) / self.checkpoint_file, map_location=self.device, weights_only=False)
+        self.load_state_dict(state)
+
+
+def timed_steps(one_step: Callable[[], dict], num_steps: int) -> tuple[list[dict], float]:
+    """`num_steps` calls of `one_step` (each returns its metrics as tensors, no host sync); (metrics, seconds)."""
+    start = time.perf_counter()
+    parts = [one_step() for _ in range(num_steps)]
+    return parts, time.perf_counter() - start
+
+
+def raise_if_diverged(finite: torch.Tensor, first_step: int) -> None:
+    """finite: (steps,) bools of one interval that began after step `first_step`; Diverged at the first False."""
+    if not bool(finite.all()):
+        raise Diverged(first_step + int((~finite).nonzero()[0]) + 1)
+
+
+def interval_means(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Mean over the interval's steps of each metric the last step reports (a stage change mid-interval: the
+    stage it ended in), over the steps that report it; a per-member metric (P,) keeps its shape."""
+    return {key: torch.stack([p[key] for p in parts if key in p]).mean(dim=0) for key in parts[-1]}
 
 
 class TuneSink:

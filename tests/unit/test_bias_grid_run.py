@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from trainables.bias_grid import BiasGridRun, Diverged
+from trainables.bias_grid import BiasGridRun
+from trainables.trial_loop import Diverged
 
 CONFIG = {"bias": 1.0, "beta": 0.5, "seed": 4, "hidden_width": 32, "batch_size": 16, "steps": 40}
 

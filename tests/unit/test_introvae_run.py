@@ -5,9 +5,10 @@ import torch
 
 from models.priors import MixtureOfGaussiansPrior, VampPrior
 from trainables.config import ConfigError
-from trainables.introvae import REFERENCE_BETAS, Diverged, IntroVaeRun, validate_config
+from trainables.introvae import REFERENCE_BETAS, IntroVaeRun, validate_config
+from trainables.trial_loop import Diverged
 
-TINY = {"iterations": 40, "num_vae": 110, "batch_size": 32, "hidden_width": 16, "num_components": 4,
+TINY = {"steps": 40, "num_vae": 110, "batch_size": 32, "hidden_width": 16, "num_components": 4,
         "gnelbo_grid": 16, "gnelbo_data_points": 64, "eval_points": 200, "density_image": 8}
 
 
@@ -17,7 +18,7 @@ def strip(metrics):
 
 @pytest.mark.parametrize("prior", ["mog", "vamp"])
 def test_restored_run_continues_bit_identically_through_conversion_and_clipping(prior, tmp_path):
-    config = {**TINY, "prior": prior, "iterations": 140, "num_vae": 100}
+    config = {**TINY, "prior": prior, "steps": 140, "num_vae": 100}
     straight = IntroVaeRun(config)
     straight.train_interval(70)
     expected = straight.train_interval(70)  # crosses num_vae: clipping bounds frozen, stage 2 starts
@@ -48,18 +49,18 @@ def test_reference_betas_fill_in_and_multiples_set_beta_neg():
     with pytest.raises(ConfigError, match="sample_with_gradient"):
         validate_config({"prior": "standard", "sample_with_gradient": True})
     with pytest.raises(ConfigError, match="num_vae"):
-        validate_config({"iterations": 10, "num_vae": 20})
+        validate_config({"steps": 10, "num_vae": 20})
 
 
 def test_non_finite_loss_raises_diverged():
-    run = IntroVaeRun({**TINY, "learning_rate": 1e6, "num_vae": 5, "iterations": 200})
+    run = IntroVaeRun({**TINY, "learning_rate": 1e6, "num_vae": 5, "steps": 200})
     with pytest.raises(Diverged) as raised:
         run.train_interval(200)
     assert 1 <= raised.value.step <= 200
 
 
 def test_fixed_prior_does_not_move_in_stage_two():
-    run = IntroVaeRun({**TINY, "prior": "mog", "prior_mode": "fixed", "num_vae": 10, "iterations": 30})
+    run = IntroVaeRun({**TINY, "prior": "mog", "prior_mode": "fixed", "num_vae": 10, "steps": 30})
     run.train_interval(10)
     before = [p.detach().clone() for p in run.model.prior.parameters()]
     run.train_interval(20)
