@@ -14,10 +14,6 @@ from analysis.load import RESULTS_FILE, load_parquet, read_sweep_record
 from tracking.run_layout import run_url, ui_base_url
 
 REPORT_FILE = "report.html"
-# columns of the per-trial table, where the study has them
-TRIAL_COLUMNS = ("dataset", "prior", "bias", "beta", "seed", "status", "step", "eval/pmi", "eval/decoder_mse",
-                 "eval/r2_learned_to_true", "eval/active_dims", "val/neg_elbo", "eval/kl", "eval/jsd", "eval/gnelbo",
-                 "eval/active_modes", "wall_time_s")
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
@@ -50,8 +46,20 @@ def _settings(record: dict) -> str:
     return f"<table>{body}</table>"
 
 
+# a row's bookkeeping, not part of what distinguishes its cell
+BOOKKEEPING = {"study", "sweep", "trial_id", "status", "mlflow_run_id", "wall_time_s", "step", "diverged_at_step",
+               "device", "gpu_ids", "resumed_at_step", "node_id", "node_ip"}
+
+
+def fallback_columns(frame: pd.DataFrame) -> list[str]:
+    """For a sweep whose record names no columns (written before studies declared them): the settings that vary
+    between its cells (its axes), status, step and every eval/* metric."""
+    varying = [c for c in frame if "/" not in c and c not in BOOKKEEPING and frame[c].astype(str).nunique() > 1]
+    return [*varying, "status", "step", *(c for c in frame if c.startswith("eval/"))]
+
+
 def _trials(frame: pd.DataFrame, record: dict) -> str:
-    columns = [c for c in TRIAL_COLUMNS if c in frame]
+    columns = [c for c in record.get("report_columns") or fallback_columns(frame) if c in frame]
     shown = frame[columns].copy()
     uri, experiment = record.get("mlflow_uri"), record.get("experiment_id")
     rows = []

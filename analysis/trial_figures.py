@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from analysis.tables import FIGURES as DENSITY_PANELS
 
 TRIAL_FIGURE_DIR = "trials"  # under the sweep's results directory: trials/<cell id>.png
-IMAGE_ROWS = ("test images", "reconstructions", "prior samples")
+IMAGE_ROWS = ("test images", "reconstructions", "prior samples", "prior modes")
 
 
 def has_trial_figure(metrics: dict) -> bool:
@@ -37,7 +37,7 @@ def image_mosaic(images: np.ndarray) -> np.ndarray:
     return tiles.transpose(0, 2, 1, 3).reshape(rows * (side + 1), count * (side + 1))[:-1, :-1]
 
 
-def _image_grid(row: dict, path: Path) -> Path:
+def _image_grid(row: dict, path: Path, title: str) -> Path:
     """The images as one mosaic in one axes (rows: IMAGE_ROWS), 1-pixel white gaps between tiles: one imshow
     instead of an axes per image (~10× faster to draw, and a population's cells all end at once)."""
     images = np.asarray(row["plot/images"], dtype=np.uint8)  # (3, count, D)
@@ -52,12 +52,12 @@ def _image_grid(row: dict, path: Path) -> Path:
     axis.tick_params(length=0)
     for spine in axis.spines.values():
         spine.set_visible(False)
-    figure.suptitle(_title(row), fontsize=8)
+    figure.suptitle(title, fontsize=8)
     figure.subplots_adjust(left=0.17, right=0.98, bottom=0.02, top=0.9)
     return _save(figure, path)
 
 
-def _density_panels(row: dict, path: Path) -> Path:
+def _density_panels(row: dict, path: Path, title: str) -> Path:
     panels = [(key, title, draw) for key, title, draw in DENSITY_PANELS.values() if row.get(key) is not None]
     figure = Figure(figsize=(2.6 * len(panels), 2.9))
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
@@ -66,20 +66,15 @@ def _density_panels(row: dict, path: Path) -> Path:
         axis.set_title(textwrap.fill(title, 36), fontsize=7)
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.suptitle(_title(row), fontsize=8)
+    figure.suptitle(title, fontsize=8)
     figure.tight_layout()
     return _save(figure, path)
 
 
-def _title(row: dict) -> str:
-    shown = [k for k in ("dataset", "prior", "bias", "beta", "seed") if k in row]
-    return "  ".join(f"{k} {row[k]}" for k in shown)
-
-
-def trial_figure(row: dict, path: Path) -> Path | None:
+def trial_figure(row: dict, path: Path, title: str = "") -> Path | None:
     """Draw the cell's figure to `path` from its final metrics and config (one dict); None if it has no arrays."""
     if row.get("plot/images") is not None:
-        return _image_grid(row, path)
+        return _image_grid(row, path, title)
     if row.get("plot/density") is not None:
-        return _density_panels(row, path)
+        return _density_panels(row, path, title)
     return None

@@ -100,11 +100,11 @@ def exit_on_bad_input(main):
     """Known input errors end with one line on stderr and exit status 2, before anything starts; Ctrl-C ends with
     status 130 and no traceback (the runner has said how to resume)."""
 
-    def wrapped(argv=None) -> int:
+    def wrapped(*args, **kwargs) -> int:
         from trainables.config import ConfigError
 
         try:
-            return main(argv) or 0
+            return main(*args, **kwargs) or 0
         except (ConfigError, SweepError) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -12,36 +12,14 @@ import time
 from ray.tune import Callback
 
 from sweeps.cells import trial_cells
-
-# figures a progress line shows where a result carries them (per-interval ones; eval/* of a grid only come at the end)
-PROGRESS_KEYS = ("val/neg_elbo", "eval/kl", "eval/jsd", "train/loss")
-
-
-def duration(seconds: float) -> str:
-    """Short human form: 45 s, 12 min, 2.3 h."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def trial_progress(step: int, total: int, rate: float, metrics: dict) -> str:
-    """'step 1500/30000 (5%), 22.7 steps/s, ~21 min left, eval/kl 12.3'."""
-    parts = [f"step {step}/{total} ({step / total:.0%})" if total else f"step {step}"]
-    if rate > 0:
-        parts.append(f"{rate:.3g} steps/s")
-        if total > step:
-            parts.append(f"~{duration((total - step) / rate)} left")
-    figures = [f"{k} {metrics[k]:.4g}" for k in PROGRESS_KEYS
-               if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool)]
-    return ", ".join(parts + figures[:2])
+from sweeps.progress_text import trial_progress
 
 
 class ProgressCallback(Callback):
-    def __init__(self, label, every_s: float):
+    def __init__(self, label, every_s: float, keys: tuple[str, ...] = ()):
         self.label = label  # cell config -> its name, as in the results table
         self.every_s = every_s
+        self.keys = keys  # the study's progress metrics
         self.latest: dict[str, tuple[str, str]] = {}  # trial id -> (label, progress text)
         self.previous: dict[str, tuple[int, float]] = {}  # trial id -> (step, time_total_s) of its last result
         self.last_print: float | None = None
@@ -59,7 +37,8 @@ class ProgressCallback(Callback):
         self.previous[trial.trial_id] = (step, seconds)
         metrics = result if "population" not in result else {}  # a population's figures are per member
         self.latest[trial.trial_id] = (self._label(trial),
-                                       trial_progress(step, int(result.get("total_steps", 0)), rate, metrics))
+                                       trial_progress(step, int(result.get("total_steps", 0)), rate, metrics,
+                                                                      self.keys))
         now = time.monotonic()
         if self.last_print is not None and now - self.last_print < self.every_s:
             return

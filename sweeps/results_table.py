@@ -9,10 +9,6 @@ from ray.tune import Callback
 from sweeps.cells import cell_row, trial_cells
 from tracking.files import write_parquet
 
-# the figures a progress line shows, where the study reports them
-HEADLINE_KEYS = ("eval/pmi", "eval/decoder_mse", "eval/r2_learned_to_true", "val/neg_elbo", "eval/kl", "eval/jsd",
-                 "eval/gnelbo", "eval/active_modes")
-
 
 def cell_status(trial, metrics: dict, early_stopped, errored: bool) -> str:
     """completed | diverged | pruned (stopped early by the scheduler) | error."""
@@ -30,8 +26,10 @@ def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
 
 
 class ResultsTableCallback(Callback):
-    def __init__(self, path: Path, study: str, sweep: str, label, total: int, early_stopped=(), run_ids=None):
+    def __init__(self, path: Path, study: str, sweep: str, label, total: int, early_stopped=(), run_ids=None,
+                 headline: tuple[str, ...] = ()):
         self.path = path
+        self.headline = headline  # the study's metrics a finished cell's line shows
         self.study, self.sweep, self.label, self.total = study, sweep, label, total
         self.early_stopped = early_stopped
         self.run_ids = run_ids if run_ids is not None else {}  # trial_id -> MLflow run id (the tracking callback's)
@@ -57,7 +55,7 @@ class ResultsTableCallback(Callback):
 
     def _print(self, row: dict, config: dict) -> None:
         headline = ", ".join(f"{k.removeprefix('eval/')} {row[k]:.4g}" for k in
-                             HEADLINE_KEYS if isinstance(row.get(k), (int, float)))
+                             self.headline if isinstance(row.get(k), (int, float)))
         elapsed, done = time.time() - self.started, len(self.rows)
         rate = elapsed / max(1, done - self.resumed_rows)  # seconds per cell finished by this run
         left = f", ~{rate * (self.total - done) / 60:.1f} min left" if done < self.total else ""

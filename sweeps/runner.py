@@ -1,7 +1,7 @@
 """The shared sweep runner: Ray connection, Tuner (new or resumed), resources, storage, tracking, results table.
 
-Study scripts (`sweeps/bias_grid.py`, …) build a param space and call `run_sweep`; everything that would otherwise
-be repeated per study lives here. Checks that can fail (tracking server, sweep name, storage) run before Ray starts.
+The generic study runner (sweeps/study_runner.py) builds a param space and calls `run_sweep`, then
+`finish_sweep`. Checks that can fail (tracking server, sweep name, storage) run before Ray starts.
 """
 import logging
 import os
@@ -131,9 +131,10 @@ def run_sweep(
         print(waiting_for, flush=True)
     tracking = SweepSession(settings, trial_label, early_stopped, sweep_params, full_config)
     table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
-                                 total_trials, early_stopped, tracking.run_ids)
+                                 total_trials, early_stopped, tracking.run_ids, settings.headline)
     interrupt = InterruptWatch()
-    callbacks = [tracking.callback, table, ProgressCallback(trial_label, settings.progress_every_s), interrupt]
+    progress = ProgressCallback(trial_label, settings.progress_every_s, settings.progress_keys)
+    callbacks = [tracking.callback, table, progress, interrupt]
 
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     trainable = tune.with_resources(trainable, resources)

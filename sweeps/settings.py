@@ -23,6 +23,10 @@ class SweepSettings:
     log_checkpoints: bool = False  # each trial's last checkpoint as an artifact of the parent run
     progress_every_s: float = PROGRESS_EVERY_S  # seconds between progress lines of running trials
     tags: dict = field(default_factory=dict)  # extra parent-run tags (preset, search settings, …)
+    # what the console and the report show, from the study's declaration (sweeps/study.py)
+    headline: tuple[str, ...] = ()  # metrics of a finished cell's line
+    progress_keys: tuple[str, ...] = ()  # metrics of a running trial's progress line
+    report_columns: tuple[str, ...] = ()  # report.html's per-cell table (recorded in sweep.json)
 
     @property
     def experiment_path(self) -> str:

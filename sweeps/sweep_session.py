@@ -54,6 +54,7 @@ class SweepSession:
             "parent_run_id": self.parent.run_id if self.parent else None,
             "experiment_id": self.parent.experiment_id if self.parent else None, "parent_tags": tags,
             "command": redact(" ".join(sys.argv)), "params": sweep_params, "status": "RUNNING",
+            "report_columns": list(settings.report_columns),
         }
         write_sweep_record(self.out_dir, self.record)
 

@@ -80,7 +80,8 @@ class TrialTrackingCallback(Callback):
             self.writer.end_cell(cell, status, run_status, tags)
             if has_trial_figure(metrics):
                 self.log_artifact(cell, Path(TRIAL_FIGURE_DIR) / f"{cell}.png", None,
-                                  draw=partial(trial_figure, {**config, **metrics}))
+                                  draw=partial(trial_figure, {**config, **metrics},
+                                                     title=self.trial_label(config)))
         if self.log_checkpoints and trial.checkpoint is not None:
             self._log_checkpoint(trial)
 

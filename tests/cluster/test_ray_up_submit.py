@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sweeps.presets import BIAS_GRID_PRESETS
+from sweeps.studies.bias_grid import PRESETS
 from tests.cluster.sshd import (
     SSHD,
     CiUser,
@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 SCRIPT = REPO / "sweeps" / "bias_grid.py"
 ONPREM_CONFIG = REPO / "docker" / "cluster-onprem.yaml"  # the shipped on-prem config, when there is one
-SMOKE = BIAS_GRID_PRESETS["smoke"]
+SMOKE = PRESETS["smoke"].axes
 SWEEP = "up-smoke"
 
 
@@ -251,7 +251,7 @@ def test_ray_up_submit_and_down_run_the_smoke_sweep_over_ssh(ray_cli, ci_user):
     results = home / "results" / "bias_grid" / SWEEP / "results.parquet"
     assert results.stat().st_uid == ci_user.uid  # written on the head, by its user
     table = pd.read_parquet(results)
-    cells = sorted((b, beta, s) for b in SMOKE.biases for beta in SMOKE.betas for s in SMOKE.seeds)
+    cells = sorted((b, beta, s) for b in SMOKE["bias"] for beta in SMOKE["beta"] for s in SMOKE["seed"])
     assert sorted(zip(table["bias"], table["beta"], table["seed"], strict=True)) == cells
     assert (table["status"] == "completed").all()
 

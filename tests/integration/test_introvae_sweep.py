@@ -70,19 +70,17 @@ def test_define_by_run_search_prunes_and_keeps_conditional_parameters(local_ray,
 def test_grid_search_phase_two_runs_each_cells_best_betas_with_every_seed(local_ray, tmp_path):
     """Phase 2 of --search grid, from a phase-1 table: the lowest-KL β setting per dataset × prior, run once per
     seed, in a sweep of its own."""
-    from sweeps.introvae_prior import run_best_with_all_seeds
-    from sweeps.presets import INTROVAE_PRESETS
-    from sweeps.settings import SweepSettings
+    from sweeps.studies.introvae_2d import STUDY, best_with_all_seeds
+    from sweeps.study_runner import prepare
 
     phase_one = pd.DataFrame({
         "dataset": ["8gaussians"] * 3, "prior": ["standard"] * 3, "status": ["completed", "completed", "diverged"],
         "beta_rec": [0.2, 1.0, 0.05], "beta_kl": [0.5, 1.0, 0.05], "beta_neg_multiple": [2, 1, 5],
         "eval/kl": [3.0, 1.5, float("nan")]})
-    settings = SweepSettings(study="introvae", name="grid", out_dir=tmp_path / "introvae" / "grid",
-                             storage=str(tmp_path / "_tune"), mlflow_uri=None)
-    settings.out_dir.mkdir(parents=True)
-    seeds_settings, (frame, tracking) = run_best_with_all_seeds(
-        phase_one, INTROVAE_PRESETS["smoke"].trial, (0, 1), settings, {})
+    sweep = prepare(STUDY, ["--preset", "smoke", "--search", "grid", "--seeds", "0", "1", "--name", "grid",
+                            "--out", str(tmp_path), "--no-mlflow"])
+    seeds_settings, configs = best_with_all_seeds(phase_one, sweep)
+    frame, tracking = sweep.run(configs, settings=seeds_settings)
     tracking.close("FINISHED")
     assert seeds_settings.name == "grid-seeds"
     assert sorted(frame["seed"]) == [0, 1] and (frame["status"] == "completed").all()

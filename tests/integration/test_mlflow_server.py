@@ -51,7 +51,7 @@ def test_a_sweep_lands_as_one_parent_with_a_child_per_cell(server, local_ray, tm
     table = pd.read_parquet(tmp_path / "bias_grid" / "server-smoke" / "results.parquet")
     assert parent.info.status == "FINISHED"
     tags = parent.data.tags
-    assert tags["priorsweep.preset"] == "smoke" and tags["priorsweep.engine"] == "population"
+    assert tags["priorsweep.preset"] == "smoke" and tags["priorsweep.search"] == "grid"
     assert tags["version.mlflow"] == "3.17.2" and tags["ray.cpus_per_trial"] == "1.0"
     assert tags["ray.max_failures"] == "2"
     assert len(tags["mlflow.source.git.commit"]) == 40

@@ -197,7 +197,7 @@ def test_report_lists_every_trial_in_order_with_its_label_status_and_own_run_lin
     frame = results()
     frame.to_parquet(tmp_path / "results.parquet")
     write_sweep_record(tmp_path, {"study": "s", "name": "n", "status": "FINISHED", "mlflow_uri": uri,
-                                  "experiment_id": "17", "parent_run_id": "parent0"})
+                                  "experiment_id": "17", "parent_run_id": "parent0"})  # no columns: the fallback
     parser = Tables()
     parser.feed(write_report(tmp_path).read_text(encoding="utf-8"))
     table = parser.table_after("Trials")

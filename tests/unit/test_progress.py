@@ -1,10 +1,11 @@
 """Progress lines of running trials: budget share, rate and the time left it implies."""
-from sweeps.progress import duration, trial_progress
+from sweeps.progress_text import duration, trial_progress
 
 
 def test_time_left_follows_the_rate_of_the_last_interval():
-    line = trial_progress(1500, 30_000, 25.0, {"eval/kl": 12.34, "train/loss": 3.0, "status": "running"})
-    # (30,000 − 1,500) / 25 per second = 1,140 s = 19 min
+    metrics = {"eval/kl": 12.34, "train/loss": 3.0, "status": "running"}
+    line = trial_progress(1500, 30_000, 25.0, metrics, ("eval/jsd", "eval/kl", "train/loss"))
+    # (30,000 − 1,500) / 25 per second = 1,140 s = 19 min; the study's progress metrics, where reported
     assert line == "step 1500/30000 (5%), 25 steps/s, ~19 min left, eval/kl 12.34, train/loss 3"
 
 

@@ -1,0 +1,56 @@
+"""Tune's search algorithm for a listed grid: exactly the given trial configs, in their order, each under a trial
+id fixed by its position.
+
+Tune's own way to list points (BasicVariantGenerator's points_to_evaluate) walks into list values as if they were
+nested parameters, and a population trial's config holds lists (its β and seeds); this hands each config to Tune as
+it is. Its position and id prefix are part of the sweep's saved state, so a resumed sweep suggests only what it had
+not, and a trial the driver started but Tune had not yet saved when the driver died comes back under its own id: its
+MLflow child run and journal lines are found again instead of left behind.
+"""
+import pickle
+import uuid
+
+from ray.tune.search import Searcher, SearchGenerator
+
+
+def listed_trials(configs: list[dict]) -> "ListedTrials":
+    return ListedTrials(ListedConfigs(configs))
+
+
+class ListedTrials(SearchGenerator):
+    def create_trial_if_possible(self, experiment_spec: dict):
+        trial = super().create_trial_if_possible(experiment_spec)
+        if trial is not None:  # Tune drew a random id: the position's instead
+            trial.trial_id = f"{self.searcher.prefix}{self.searcher.next - 1:05d}"
+        return trial
+
+
+class ListedConfigs(Searcher):
+    def __init__(self, configs: list[dict]):
+        super().__init__()
+        self.configs = list(configs)
+        self.next = 0  # index of the next config to suggest
+        self.prefix = uuid.uuid4().hex[:5] + "_"  # this sweep's, like Tune's own grid ids
+
+    def suggest(self, trial_id: str) -> dict | str:
+        if self.next >= len(self.configs):
+            return Searcher.FINISHED
+        self.next += 1
+        return dict(self.configs[self.next - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # nothing to learn: the list is the plan
+
+    def get_state(self) -> dict:
+        return {"configs": self.configs, "next": self.next, "prefix": self.prefix}
+
+    def set_state(self, state: dict) -> None:
+        self.configs, self.next, self.prefix = state["configs"], state["next"], state["prefix"]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.get_state(), file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as file:
+            self.set_state(pickle.load(file))
