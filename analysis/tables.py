@@ -23,25 +23,31 @@ PRIOR_ORDER = {"standard": 0, "mog": 1, "vamp": 2}
 
 def table_2d(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset × prior: for each metric its mean and standard error std/√n over completed seeds."""
+    return seed_table(frame, ROWS, TABLE_COLUMNS)
+
+
+def seed_table(frame: pd.DataFrame, rows: list[str], columns: dict) -> pd.DataFrame:
+    """One row per combination of `rows`; for each metric of `columns` (key -> (title, factor)) its mean and
+    standard error std/√n over the completed seeds. Priors in their natural order."""
     done = frame[frame["status"] == "completed"]
-    rows = []
-    for (dataset, prior), group in done.groupby(ROWS):
-        row = {"dataset": dataset, "prior": prior, "seeds": len(group)}
-        for key, (title, factor) in TABLE_COLUMNS.items():
-            values = group[key].dropna() * factor if key in group else pd.Series(dtype=float)
-            row[title] = values.mean() if len(values) else np.nan
-            row[f"{title} ±"] = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
-        rows.append(row)
-    table = pd.DataFrame(rows)
+    table_rows = []
+    for values, group in done.groupby(rows):
+        row = {**dict(zip(rows, values, strict=True)), "seeds": len(group)}
+        for key, (title, factor) in columns.items():
+            series = group[key].dropna() * factor if key in group else pd.Series(dtype=float)
+            row[title] = series.mean() if len(series) else np.nan
+            row[f"{title} ±"] = series.std(ddof=1) / np.sqrt(len(series)) if len(series) > 1 else np.nan
+        table_rows.append(row)
+    table = pd.DataFrame(table_rows)
     if table.empty:
         return table
-    return table.sort_values(["dataset", "prior"], key=lambda c: c.map(PRIOR_ORDER) if c.name == "prior" else c)
+    return table.sort_values(rows, key=lambda c: c.map(PRIOR_ORDER) if c.name == "prior" else c)
 
 
-def markdown(table: pd.DataFrame) -> str:
+def markdown(table: pd.DataFrame, rows: list[str] = ROWS, columns: dict = TABLE_COLUMNS) -> str:
     """'mean ± se' cells (se omitted with one seed)."""
-    shown = table[["dataset", "prior", "seeds"]].copy()
-    for title, _ in TABLE_COLUMNS.values():
+    shown = table[[*rows, "seeds"]].copy()
+    for title, _ in columns.values():
         if title not in table:
             continue
         shown[title] = [f"{m:.3g}" + ("" if np.isnan(e) else f" ± {e:.2g}") if not np.isnan(m) else "—"

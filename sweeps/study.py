@@ -74,15 +74,20 @@ class Study:
     # further --search values: name -> (help, "module:function(context) -> int")
     searches: dict[str, tuple[str, str]] = field(default_factory=dict)
     renamed_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # config key -> old flags kept working
+    check_cells: str | Callable | None = None  # "module:function(cells)": raises ConfigError on what is missing
+    budget_key: str = "steps"  # the config key of a trial's budget, reported every `report_every` of its unit
+    # (cell, axes) -> True for a combination that repeats another (a setting the cell's other values ignore)
+    redundant: Callable[[dict, dict], bool] | None = None
     # engine: how cells become trials (several cells per trial on a population engine) and its flags
     add_engine_flags: Callable | None = None
     trials: Callable[[list[dict], dict, Any], list[dict]] | None = None  # (cells, axes, args) -> trial configs
 
     def cells(self, axes: dict[str, tuple], base: dict) -> list[dict]:
-        """Every combination of the axes' values, the first axis slowest, on top of the trial settings."""
+        """Every combination of the axes' values (but the redundant), first axis slowest, over the trial settings."""
         keys = [axis.key for axis in self.axes]
-        return [{**base, **dict(zip(keys, values, strict=True))}
-                for values in itertools.product(*(axes[key] for key in keys))]
+        cells = [{**base, **dict(zip(keys, values, strict=True))}
+                 for values in itertools.product(*(axes[key] for key in keys))]
+        return [cell for cell in cells if not (self.redundant and self.redundant(cell, axes))]
 
     def trial_configs(self, cells: list[dict], axes: dict[str, tuple], args) -> list[dict]:
         return self.trials(cells, axes, args) if self.trials else cells

@@ -153,6 +153,8 @@ def prepare(study: Study, argv=None) -> Sweep:
     validate_cell = resolve(study.cell_config).validate_config
     for cell in cells:  # every cell's config is checked before anything starts
         validate_cell(cell)
+    if study.check_cells:  # and what they need from outside (data files)
+        resolve(study.check_cells)([validate_cell(cell) for cell in cells])
     if args.parallel < 1 or args.threads < 1:
         raise SweepError("--parallel and --threads must be >= 1")
     sweep_params = {"preset": args.preset, "search": args.search, **{a.dest: list(axes[a.key]) for a in study.axes},
@@ -177,7 +179,7 @@ def run_optuna(sweep: Sweep) -> int:
     constants = study.trial_configs([first], {k: v[:1] for k, v in sweep.axes.items()}, args)[0]
     constants = {k: v for k, v in constants.items() if k not in search.searched_axes}
     full = sweep.validate_cell(first)
-    reports = -(-full["steps"] // full["report_every"])  # ASHA's budget is counted in reports
+    reports = -(-full[study.budget_key] // full["report_every"])  # ASHA's budget is counted in reports
     num_samples = args.num_samples or study.presets[args.preset].search_samples
     if num_samples < 1:
         raise SweepError(f"--num-samples must be >= 1, got {num_samples}")

@@ -81,6 +81,12 @@ def validate_config(config: dict) -> dict:
     return complete_soft_intro(full, defaults["betas"])
 
 
+def check_data(cells: list[dict]) -> None:
+    """Every dataset the cells read is under its data root (or is to be downloaded): checked before trials start."""
+    for dataset, root, download in sorted({(c["dataset"], c["data_root"], c["download"]) for c in cells}):
+        check_available(dataset, root, download)
+
+
 class ImageIntroVaeRun(SoftIntroRun):
     squash_pseudo_inputs = True  # VampPrior pseudo-inputs live in the pixel range [0, 1] (hardtanh)
 

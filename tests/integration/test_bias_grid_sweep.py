@@ -143,3 +143,25 @@ def test_a_diverging_population_member_ends_diverged_alone(local_ray, tmp_path):
     child_status = {beta: client.get_run(by_beta.loc[beta, "mlflow_run_id"]).data.tags["priorsweep.status"]
                     for beta in (0.5, 1e38)}
     assert child_status == {0.5: "completed", 1e38: "diverged"}
+
+
+def test_a_truncated_results_table_is_rebuilt_on_resume_from_the_sweeps_state(smoke_sweep, local_ray, tmp_path,
+                                                                              capsys):
+    """A results.parquet cut short (a full disk, a copy that stopped) is kept aside and its rows rebuilt from Tune's
+    saved state on --resume: the same cells with the same values, one warning, no traceback, nothing rerun."""
+    import shutil
+
+    _, out, _ = smoke_sweep
+    root = tmp_path / "results"
+    shutil.copytree(out.parent, root / "bias_grid")  # a copy of the finished sweep (its Tune state included)
+    table = root / "bias_grid" / "smoke-test" / "results.parquet"
+    before = pd.read_parquet(table).sort_values("trial_id").reset_index(drop=True)
+    table.write_bytes(table.read_bytes()[:200])  # truncated mid-file
+    code = bias_grid_main(["--preset", "smoke", "--name", "smoke-test", "--resume", "--out", str(root),
+                           "--storage", str(root / "bias_grid" / "_tune"), "--no-mlflow"])
+    assert code == 0
+    assert "warning: " in capsys.readouterr().err
+    after = pd.read_parquet(table).sort_values("trial_id").reset_index(drop=True)
+    assert list(after["trial_id"]) == list(before["trial_id"])
+    pd.testing.assert_series_equal(after["eval/pmi"], before["eval/pmi"])
+    assert list(table.parent.glob("results.parquet.unreadable-*"))  # the damaged file kept, not deleted

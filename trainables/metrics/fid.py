@@ -9,6 +9,7 @@ FID = |μ_a − μ_b|² + tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^½). Its value depend
 upwards for small sets), so every FID this project reports names its image count beside it.
 """
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,9 @@ class InceptionFeatures:
 
     def __init__(self, device: torch.device | str = "cpu", batch_size: int = 100):
         self.device, self.batch_size = torch.device(device), batch_size
-        self.model = torch.jit.load(str(inception_weights()), map_location=self.device).eval()
+        with warnings.catch_warnings():  # TorchScript is how the weights ship; its deprecation notice is not ours
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = torch.jit.load(str(inception_weights()), map_location=self.device).eval()
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
@@ -63,7 +66,9 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
     """Between Gaussians a = (μ_a, Σ_a) and b; a tiny ridge where Σ_a Σ_b is singular (few images)."""
     (mu_a, sigma_a), (mu_b, sigma_b) = a, b
-    root, _ = scipy.linalg.sqrtm(sigma_a @ sigma_b, disp=False)
+    with warnings.catch_warnings():  # fewer images than features: singular covariances, as expected
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(sigma_a @ sigma_b)
     if not np.isfinite(root).all():
         ridge = np.eye(len(mu_a)) * 1e-6
         root = scipy.linalg.sqrtm((sigma_a + ridge) @ (sigma_b + ridge))
