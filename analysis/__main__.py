@@ -1,7 +1,8 @@
-"""python -m analysis heatmaps|tables|report|sync …
+"""python -m analysis heatmaps|tables|images|report|sync …
 
 heatmaps: the β × bias study's heatmaps; tables: the Soft-IntroVAE 2D table (dataset × prior) and density grid;
-report: a sweep's self-contained report.html; sync: fill MLflow with what a sweep's journal holds and MLflow lacks.
+images: the Soft-IntroVAE image table (dataset × prior × K × r_entropy) and FID figure; report: a sweep's
+self-contained report.html; sync: fill MLflow with what a sweep's journal holds and MLflow lacks.
 """
 import argparse
 import sys
@@ -31,7 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         description="The 2D table as table_2d.md and table_2d.csv, and densities.png (a density per dataset × "
                     "prior; from results.parquet only: MLflow does not hold the density images).",
     )
-    for command, experiment in ((heatmaps, "bias_grid"), (tables, "introvae")):
+    images = commands.add_parser(
+        "images",
+        help="Soft-IntroVAE image table: dataset × prior × K × r_entropy, FID gen/rec, probe, modes (mean ± std/√n)",
+        description="The image table as table_images.md and table_images.csv, and fid.png (FID against r_entropy).",
+    )
+    for command, experiment in ((heatmaps, "bias_grid"), (tables, "introvae"), (images, "introvae_images")):
         source = command.add_mutually_exclusive_group(required=True)
         source.add_argument("--results", type=Path, nargs="+",
                             help="a sweep's results directory (or its results.parquet); several are read as one "
@@ -102,6 +108,17 @@ def tables_command(args) -> None:
         print((Path(out) / "table_2d.md").read_text())
 
 
+def images_command(args) -> None:
+    from analysis.image_tables import TABLE_FILE, write_image_tables
+
+    frame, out = load_results(args)
+    require_columns(frame, ("dataset", "prior", "num_components", "r_entropy"), "images", "tables")
+    paths = write_image_tables(frame, out)
+    print(f"{len(frame)} trials -> {', '.join(p.name for p in paths)} in {out}")
+    if (Path(out) / TABLE_FILE).exists():
+        print((Path(out) / TABLE_FILE).read_text())
+
+
 def report_command(args) -> None:
     from analysis.load import read_sweep_record
     from analysis.report import write_report
@@ -142,7 +159,8 @@ def sync_command(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"heatmaps": heatmaps_command, "tables": tables_command, "report": report_command,
+    commands = {"heatmaps": heatmaps_command, "tables": tables_command, "images": images_command,
+                "report": report_command,
                 "sync": sync_command}
     try:
         commands[args.command](args)

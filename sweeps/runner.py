@@ -32,6 +32,10 @@ def check_settings(settings: SweepSettings) -> None:
     """Everything that can be known wrong before Ray starts."""
     if settings.cpus_per_trial <= 0 or settings.gpus_per_trial < 0:
         raise SweepError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if settings.max_failures < -1:
+        raise SweepError(f"--max-failures must be >= 0 (or -1: retry without limit), got {settings.max_failures}")
+    if settings.max_concurrent_trials is not None and settings.max_concurrent_trials < 1:
+        raise SweepError(f"--max-concurrent-trials must be >= 1, got {settings.max_concurrent_trials}")
     if settings.progress_every_s < 0:
         raise SweepError(f"--progress-every must be >= 0 seconds, got {settings.progress_every_s:g}")
     if settings.gpus_per_trial > 1 and not float(settings.gpus_per_trial).is_integer():

