@@ -17,7 +17,14 @@ def load_parquet(results_dir: str | Path) -> pd.DataFrame:
     path = path / RESULTS_FILE if path.is_dir() else path
     if not path.exists():
         raise ResultsError(f"no results table at {path}")
-    return pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:  # truncated, not Parquet at all: one line, whatever pyarrow raised
+        raise ResultsError(f"{path} is not a readable results table ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0][:150] if str(error) else 'no detail'})") from None
+    if "status" not in frame.columns:
+        raise ResultsError(f"{path} is a Parquet file but not a sweep's results table (it has no 'status' column)")
+    return frame
 
 
 def _number_or_text(value: str):
