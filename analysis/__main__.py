@@ -143,6 +143,7 @@ def report_command(args) -> None:
 def sync_command(args) -> None:
     from mlflow.exceptions import MlflowException
 
+    from tracking.journal import JournalError
     from tracking.run_layout import tracking_problem
     from tracking.sync import sync_sweep
 
@@ -152,6 +153,8 @@ def sync_command(args) -> None:
     print(f"syncing {args.results} into {redact(args.mlflow_uri)}")
     try:
         counts = sync_sweep(args.results, args.mlflow_uri)
+    except JournalError as error:
+        raise ResultsError(str(error)) from None
     except MlflowException as error:  # unreachable server, refused database: one line, not a traceback
         raise ResultsError(f"MLflow at {redact(args.mlflow_uri)}: {redact(str(error).splitlines()[0][:300])}") from None
     print(f"added: {counts}" if counts.total else "MLflow already held everything; nothing added")

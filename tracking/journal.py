@@ -67,6 +67,10 @@ class JournalWriter:
         self._file.close()
 
 
+class JournalError(ValueError):
+    """A line inside the journal (not the last, which a crash may cut short) is not an event."""
+
+
 def read_journal(path: Path) -> SweepJournal:
     """Fold the events into what each run should hold; the last value wins for a repeated (key, step)."""
     journal = SweepJournal()
@@ -78,7 +82,9 @@ def read_journal(path: Path) -> SweepJournal:
                 event = json.loads(line)
             except json.JSONDecodeError:
                 if line.endswith("\n"):
-                    raise ValueError(f"{path}:{number}: not a JSON line") from None
+                    raise JournalError(f"{path}:{number} is not a JSON line: the journal is damaged there; "
+                                       f"remove or repair that line (the lines after it are kept), then run "
+                                       f"`python -m analysis sync` again") from None
                 break  # a line cut short by a crash is the journal's end
             _apply(journal, event)
     return journal

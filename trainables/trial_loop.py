@@ -5,6 +5,7 @@ non-finite loss), `save(dir)` and `restore(dir)`; the study says what to evaluat
 reports go is the sink's business: Tune's (checkpoint + `tune.report`) inside a Ray trial, or any object with the
 same two methods outside Ray (benchmarks/run_cells.py).
 """
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +31,10 @@ class Diverged(RuntimeError):
         self.step = step
 
 
+class UnreadableCheckpoint(RuntimeError):
+    """The checkpoint file is missing, cut short or not a checkpoint (nothing of it was applied)."""
+
+
 class Checkpointed:
     """A run's checkpoint: its `state_dict()` in one file of the checkpoint directory, loaded onto its `device`."""
 
@@ -40,8 +45,24 @@ class Checkpointed:
         torch.save(self.state_dict(), Path(directory) / self.checkpoint_file)
 
     def restore(self, directory) -> None:
-        state = torch.load(Path(directory) / self.checkpoint_file, map_location=self.device, weights_only=False)
+        path = Path(directory) / self.checkpoint_file
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as error:  # truncated by a full disk or a node lost mid-write, or not ours at all
+            raise UnreadableCheckpoint(f"{path.name}: {type(error).__name__}: {str(error)[:120]}") from None
         self.load_state_dict(state)
+
+
+def restore_or_start_over(run, directory) -> bool:
+    """Continue `run` from the checkpoint in `directory` (True); an unreadable one is one warning and a clean start
+    from step 0 (False), not a trial that fails on every retry."""
+    try:
+        run.restore(directory)
+        return True
+    except UnreadableCheckpoint as error:
+        print(f"warning: unreadable checkpoint ({error}); this trial starts again from step 0", file=sys.stderr,
+              flush=True)
+        return False
 
 
 def timed_steps(one_step: Callable[[], dict], num_steps: int) -> tuple[list[dict], float]:
@@ -73,8 +94,7 @@ class TuneSink:
         if checkpoint is None:
             return False
         with checkpoint.as_directory() as directory:
-            run.restore(directory)
-        return True
+            return restore_or_start_over(run, directory)
 
     def report(self, metrics: dict, run, checkpoint: bool) -> None:
         from ray import tune

@@ -1,4 +1,6 @@
 """Soft-IntroVAE with learned priors on the 2D density benchmark (spec: introvae.md; docs/introvae.md)."""
+import itertools
+
 from sweeps.errors import SweepError
 from sweeps.study import Axis, OptunaSearch, Preset, Study
 
@@ -94,7 +96,7 @@ def beta_grid_then_seeds(sweep) -> int:
     with every seed (a sweep of its own, NAME-seeds)."""
     first_seed = sweep.axes["seed"][0]
     grid = [{**cell, **dict(zip(SEARCHED, values, strict=True))}
-            for cell in sweep.cells if cell["seed"] == first_seed for values in _products(BETA_GRID)]
+            for cell in sweep.cells if cell["seed"] == first_seed for values in itertools.product(*BETA_GRID.values())]
     frame, tracking = sweep.run(grid)
     if len(sweep.axes["seed"]) == 1:
         return sweep.finish(frame, tracking)
@@ -118,12 +120,6 @@ def best_with_all_seeds(frame, sweep):
     settings = replace(sweep.settings, name=sweep.settings.name + "-seeds",
                        out_dir=sweep.settings.out_dir.with_name(sweep.settings.out_dir.name + "-seeds"))
     return settings, configs
-
-
-def _products(grid: dict) -> list[tuple]:
-    import itertools
-
-    return list(itertools.product(*grid.values()))
 
 
 STUDY = Study(

@@ -52,3 +52,20 @@ def test_evaluation_reports_every_metric_and_the_initial_baseline():
     assert torch.equal(images[0, [0, -1]], (first_and_last.clamp(0, 1) * 255).round().to(torch.uint8).long())
     validation = run.validation()
     assert validation == run.validation()  # a fixed held-out sample and noise: comparable across reports
+
+
+def test_an_unreadable_checkpoint_is_one_warning_and_a_clean_start(tmp_path, capsys):
+    from trainables.trial_loop import restore_or_start_over
+
+    run = BiasGridRun(CONFIG)
+    run.train_interval(10)
+    run.save(tmp_path)
+    assert restore_or_start_over(fresh := BiasGridRun(CONFIG), tmp_path) and fresh.step == 10  # intact: continues
+    path = next(tmp_path.iterdir())
+    path.write_bytes(path.read_bytes()[:100])  # cut short, as by a full disk
+    again = BiasGridRun(CONFIG)
+    assert not restore_or_start_over(again, tmp_path)
+    assert again.step == 0 and capsys.readouterr().err.startswith("warning: unreadable checkpoint")
+    untouched = BiasGridRun(CONFIG)  # nothing of the damaged file was applied: the run is as built
+    for a, b in zip(again.model.parameters(), untouched.model.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -39,10 +39,16 @@ def test_journal_folds_events_last_value_wins_and_a_cut_line_ends_it(tmp_path):
     assert (record.status, record.run_status, record.params) == ("diverged", "FINISHED", {"beta": "1"})
 
 
-def test_a_broken_line_inside_the_journal_is_an_error(tmp_path):
+def test_a_broken_line_inside_the_journal_is_one_error_line_saying_how_to_recover(tmp_path, capsys):
+    from analysis.__main__ import main as analysis_main
+
     (tmp_path / JOURNAL_FILE).write_text('{"event": "start"\n' + json.dumps({"event": "end", "cell": "a"}) + "\n")
-    with pytest.raises(ValueError, match=":1: not a JSON line"):
+    with pytest.raises(ValueError, match=":1 is not a JSON line"):
         read_journal(tmp_path / JOURNAL_FILE)
+    (tmp_path / "sweep.json").write_text(json.dumps({"study": "s", "name": "n"}))
+    assert analysis_main(["sync", "--results", str(tmp_path), "--mlflow-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "remove or repair that line" in error[0]
 
 
 def test_sync_fills_an_empty_server_then_adds_nothing(tmp_path):
