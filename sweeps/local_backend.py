@@ -88,10 +88,7 @@ def run_locally(sweep) -> int:
 
         raise SweepError(f"--backend processes runs the grid (--search {sweep.study.grid_search}); searches need Ray")
     settings = sweep.settings
-    configs = sweep.study.trial_configs(sweep.cells, sweep.axes, sweep.args)
-    validate_trial = resolve(sweep.study.trial_config or sweep.study.cell_config).validate_config
-    for config in configs:
-        validate_trial(config)
+    configs = sweep.grid_trials()
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     path = settings.out_dir / RESULTS_FILE
     rows = {row["trial_id"]: row for row in pd.read_parquet(path).to_dict("records")} if path.exists() else {}

@@ -96,15 +96,22 @@ class Sweep:
         it into the sweep's state, and this object holds the command line (tracking URI with its password)."""
         return resolve(self.study.cell_config).validate_config
 
-    def run(self, configs: list[dict], settings: SweepSettings | None = None, cells: int | None = None):
-        """Run (or resume) the trials `configs` in their order; (results frame, tracking session)."""
-        from sweeps.runner import run_sweep
+    def grid_trials(self) -> list[dict]:
+        """The trial configs of the whole grid (one per cell, or populations), each checked as its trainable will."""
+        return self.checked_trials(self.study.trial_configs(self.cells, self.axes, self.args))
 
+    def checked_trials(self, configs: list[dict]) -> list[dict]:
         validate_trial = resolve(self.study.trial_config or self.study.cell_config).validate_config
         for config in configs:
             validate_trial(config)
-        from sweeps.listed_search import listed_trials
+        return configs
 
+    def run(self, configs: list[dict], settings: SweepSettings | None = None, cells: int | None = None):
+        """Run (or resume) the trials `configs` in their order; (results frame, tracking session)."""
+        from sweeps.listed_search import listed_trials
+        from sweeps.runner import run_sweep
+
+        configs = self.checked_trials(configs)
         return run_sweep(settings or self.settings, resolve(self.study.trainable), {}, self.study.label,
                          cells or len(configs), self.sweep_params, search_alg=listed_trials(configs),
                          num_samples=len(configs), full_config=self.validate_cell)
@@ -221,8 +228,7 @@ def main(study: Study, argv=None) -> int:
 
         return run_locally(sweep)
     if sweep.args.search == sweep.study.grid_search:
-        return sweep.finish(*sweep.run(study.trial_configs(sweep.cells, sweep.axes, sweep.args),
-                                       cells=len(sweep.cells)))
+        return sweep.finish(*sweep.run(sweep.grid_trials(), cells=len(sweep.cells)))
     if sweep.args.search == "optuna":
         return run_optuna(sweep)
     return resolve(study.searches[sweep.args.search][1])(sweep)
