@@ -90,11 +90,17 @@ def check_data(cells: list[dict]) -> None:
 class ImageIntroVaeRun(SoftIntroRun):
     squash_pseudo_inputs = True  # VampPrior pseudo-inputs live in the pixel range [0, 1] (hardtanh)
 
-    def __init__(self, config: dict, device: torch.device | str = "cpu"):
+    def __init__(self, config: dict, device: torch.device | str = "cpu",
+                 data: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """`data`: (images (N, C, H, W) uint8, labels (N,)) to train on instead of the dataset's files (benchmarks:
+        any pixels of the dataset's shape cost the same); they serve as the test split too."""
         config = validate_config(config)
-        check_available(config["dataset"], config["data_root"], config["download"])
         device = torch.device(device)
-        images, self.labels = load_split(config["dataset"], config["data_root"], True, config["download"])
+        if data is None:
+            check_available(config["dataset"], config["data_root"], config["download"])
+            images, self.labels = load_split(config["dataset"], config["data_root"], True, config["download"])
+        else:
+            images, self.labels = data
         if config["train_images"]:
             images, self.labels = images[:config["train_images"]], self.labels[:config["train_images"]]
         self.images = images.to(device)  # (N, C, H, W) uint8, on the device: batches are index gathers
@@ -105,7 +111,7 @@ class ImageIntroVaeRun(SoftIntroRun):
         self.scale = 1.0 / math.prod(images.shape[1:])  # s = 1 / (C·H·W)
         self.order_generator = torch.Generator().manual_seed(config["seed"] + 1)  # the epochs' shuffles
         self.order, self.position = torch.randperm(len(images), generator=self.order_generator), 0
-        self._test = None
+        self._test = data
         super().__init__(config, device)
 
     @property

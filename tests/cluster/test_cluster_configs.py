@@ -354,6 +354,23 @@ def test_compose_keeps_secrets_out_of_yaml():
         assert compose_secret_problems(yaml.safe_load(leaky)), leaky
 
 
+def test_compose_mlflow_asks_for_a_login_whose_password_is_a_secret():
+    """MLflow behind its basic-auth app: the admin password comes from the mlflow_password secret file (exported in
+    the server's shell, never in YAML or the container's environment), the user store lives on a volume, and the
+    head, where drivers run, logs in through ~/.mlflow/credentials written from the same secret."""
+    compose = load(COMPOSE)
+    mlflow, head = compose["services"]["mlflow"], compose["services"]["ray-head"]
+    server = mlflow["command"][-1]
+    assert "--app-name basic-auth" in server and "mlflow_password" in mlflow["secrets"]
+    assert 'MLFLOW_AUTH_ADMIN_PASSWORD="$$(cat /run/secrets/mlflow_password)"' in server
+    assert "MLFLOW_AUTH_CONFIG_PATH=/mlauth/" in server and "mlauth:/mlauth" in mlflow["volumes"]
+    assert "default_permission = READ" in server  # a user without a grant reads, never edits
+    assert not any("MLFLOW" in key and "PASSWORD" in key for key in mlflow.get("environment", {}))
+    login = head["command"][-1]
+    assert "mlflow_password" in head["secrets"] and "~/.mlflow/credentials" in login and "umask 077" in login
+    assert "/mlauth" in DOCKERFILE.read_text()  # the volume's mount point is the server user's
+
+
 def published_ports(compose: dict) -> list[tuple[str, str | None]]:
     """(service, host address) of every published port; None: all interfaces."""
     found = []
