@@ -7,6 +7,7 @@ in the same run. On a launch-bound GPU a population step costs about what one mo
 grow ~P× until the arithmetic fills the device.
 
   python benchmarks/population_scaling.py --device cuda [--sizes 1 7 21 77 231] [--seconds 3] [--threads N]
+      [--compiled]    # also the compiled step (compile_step: CUDA graphs on a GPU, inductor on a CPU), side by side
 
 Prints Markdown (copy it into benchmarks/RESULTS.md with this command line).
 """
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 64])
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    parser.add_argument("--compiled", action="store_true", help="also measure each population with compile_step")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,9 +76,12 @@ def main() -> None:
         lone = model_steps_per_second(BiasGridRun({"hidden_width": width}, device), 1, args.seconds)
         rows = [("lone model (BiasGridRun)", 1, lone)]
         for size in args.sizes:
-            run = BiasGridPopulationRun({"betas": [1.0] * size, "hidden_width": width}, device)
-            rows.append(("population", size, model_steps_per_second(run, size, args.seconds)))
-            del run
+            for compiled in (False, True) if args.compiled else (False,):
+                run = BiasGridPopulationRun({"betas": [1.0] * size, "hidden_width": width, "compile_step": compiled},
+                                            device)
+                engine = "population, compiled step" if compiled else "population"
+                rows.append((engine, size, model_steps_per_second(run, size, args.seconds)))
+                del run
         for engine, size, rate in rows:
             achieved = rate * flops / 1e9
             print(f"| {width} | {engine} | {size} | {rate:,.0f} | {rate / lone:.2f}× | "

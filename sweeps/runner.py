@@ -23,6 +23,7 @@ from sweeps.progress import ProgressCallback  # noqa: E402
 from sweeps.results_table import ResultsTableCallback  # noqa: E402
 from sweeps.settings import SweepSettings  # noqa: E402
 from sweeps.sweep_session import SweepSession, check_tracking_uri  # noqa: E402
+from sweeps.tune_state import repair_for_restore  # noqa: E402
 from tracking.files import RESULTS_FILE, write_parquet  # noqa: E402
 from tracking.secrets import redact  # noqa: E402
 from tracking.writer import start_writer_server  # noqa: E402
@@ -101,6 +102,29 @@ def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepSe
     return 0 if (frame["status"] != "error").all() else 1
 
 
+def new_or_restored_tuner(settings: SweepSettings, trainable, param_space: dict, callbacks: list, search_alg,
+                          scheduler, metric, mode, num_samples: int):
+    trainable = tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+    if settings.resume:
+        tuner = tune.Tuner.restore(settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True,
+                                   param_space=param_space)
+        # restored Tuners keep the RunConfig they were saved with, minus callbacks: put ours back
+        tuner._local_tuner._run_config.callbacks = callbacks
+        return tuner
+    run_config = tune.RunConfig(
+        name=settings.name,
+        storage_path=settings.storage,
+        callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # a killed driver's lag: sweeps/tune_state.py
+        verbose=0,  # our own lines: ResultsTableCallback per finished trial, ProgressCallback for running ones
+    )
+    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, metric=metric, mode=mode,
+                                  num_samples=num_samples, reuse_actors=True,
+                                  max_concurrent_trials=settings.max_concurrent_trials)
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
 def run_sweep(
     settings: SweepSettings,
     trainable,
@@ -133,42 +157,27 @@ def run_sweep(
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     if waiting_for:
         print(waiting_for, flush=True)
-    tracking = SweepSession(settings, trial_label, early_stopped, sweep_params, full_config)
-    table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
-                                 total_trials, early_stopped, tracking.run_ids, settings.headline)
-    interrupt = InterruptWatch()
-    progress = ProgressCallback(trial_label, settings.progress_every_s, settings.progress_keys)
-    callbacks = [tracking.callback, table, progress, interrupt]
-
-    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
-    trainable = tune.with_resources(trainable, resources)
-    run_config = tune.RunConfig(
-        name=settings.name,
-        storage_path=settings.storage,
-        callbacks=callbacks,
-        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        verbose=0,  # our own lines: ResultsTableCallback per finished trial, ProgressCallback for running ones
-    )
     if settings.resume:
-        tuner = tune.Tuner.restore(settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True,
-                                   param_space=param_space)
-        # restored Tuners keep the RunConfig they were saved with, minus callbacks: put ours back
-        tuner._local_tuner._run_config.callbacks = callbacks
-    else:
-        tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, metric=metric, mode=mode,
-                                      num_samples=num_samples, reuse_actors=True,
-                                      max_concurrent_trials=settings.max_concurrent_trials)
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-
-    try:
+        for warning in repair_for_restore(settings.experiment_path):
+            print(f"warning: {warning}", file=sys.stderr)
+    tracking = SweepSession(settings, trial_label, early_stopped, sweep_params, full_config)
+    table = None
+    try:  # from here on, whatever ends the sweep closes its tracking (its writer would otherwise keep the driver)
+        table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
+                                     total_trials, early_stopped, tracking.run_ids, settings.headline)
+        interrupt = InterruptWatch()
+        progress = ProgressCallback(trial_label, settings.progress_every_s, settings.progress_keys)
+        callbacks = [tracking.callback, table, progress, interrupt]
+        tuner = new_or_restored_tuner(settings, trainable, param_space, callbacks, search_alg, scheduler, metric,
+                                      mode, num_samples)
         tuner.fit()
         if interrupt.interrupted:  # Tune answered Ctrl-C by saving its state and returning early
             raise KeyboardInterrupt
     except BaseException as error:  # Ctrl-C or a crash of the driver's loop: what finished is on disk already
         tracking.close("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
         if isinstance(error, KeyboardInterrupt):
-            print(f"interrupted: {len(table.rows)} results kept in {settings.out_dir}; continue with "
+            kept = len(table.rows) if table else 0
+            print(f"interrupted: {kept} results kept in {settings.out_dir}; continue with "
                   f"--name {settings.name} --resume", file=sys.stderr)
         raise
     return table.frame(), tracking

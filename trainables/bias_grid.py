@@ -52,6 +52,9 @@ FIELDS = {
     "pmi_batch_size": Field(64, int, "minibatch of the PMI fit", positive, "> 0"),
     "pmi_learning_rate": Field(1e-2, float, "Adam learning rate of the PMI fit", positive, "> 0"),
     "device": Field("auto", str, "auto (GPU if the trial has one), cpu or cuda", choices=("auto", "cpu", "cuda")),
+    # engine (trainables/bias_grid_population.py; the lone BiasGridRun, a test oracle, trains eagerly)
+    "compile_step": Field(False, bool, "train with a torch.compile'd loss and its gradients (on a GPU: CUDA graphs, "
+                          "mode reduce-overhead, for a launch-bound step); off: eager"),
 }
 
 

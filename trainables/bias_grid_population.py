@@ -54,6 +54,12 @@ def member_config(config: dict, seed: int, beta: float) -> dict:
     return {**{k: v for k, v in config.items() if k not in ("betas", "seeds")}, "seed": seed, "beta": beta}
 
 
+def compiled(function, device: torch.device):
+    """`function` through torch.compile: CUDA graphs on a GPU (static shapes: a population's batches never change
+    size), inductor's fused kernels on a CPU."""
+    return torch.compile(function, mode="reduce-overhead" if device.type == "cuda" else "default", dynamic=False)
+
+
 class BiasGridPopulationRun(Checkpointed):
     checkpoint_file = "population.pt"
 
@@ -74,6 +80,9 @@ class BiasGridPopulationRun(Checkpointed):
         self.diverged_at = torch.full((size,), -1, dtype=torch.long)  # step of the first non-finite loss, or -1
         self.step = 0
         self.pmi_baselines = [math.nan] * len(self.groups)  # per seed: its members start from the same weights
+        # the training loss, compiled on request (evaluation stays eager: it runs once per report)
+        self.training_loss = compiled(population_beta_elbo, self.device) if config["compile_step"] \
+            else population_beta_elbo
 
     @property
     def size(self) -> int:
@@ -87,13 +96,13 @@ class BiasGridPopulationRun(Checkpointed):
     def member_seeds_and_betas(self) -> list[tuple[int, float]]:
         return [(seed, beta) for seed in self.config["seeds"] for beta in self.config["betas"]]
 
-    def _loss(self, x: torch.Tensor, noises: list[torch.Generator], alive=None):
+    def _loss(self, x: torch.Tensor, noises: list[torch.Generator], alive=None, loss=population_beta_elbo):
         """x: (B, D) for every member, or (G, B, D), one batch per seed group; one noise generator per group."""
         shape = (1, x.shape[-2], self.model.config.latent_dim)
         eps = torch.cat([torch.randn(shape, generator=noise, device=self.device) for noise in noises])  # (G, B, d)
         if len(noises) > 1:
             eps = eps.repeat_interleave(self.group_size, dim=0)  # (P, B, d): each member its group's noise
-        return population_beta_elbo(self.model, x, self.beta, self.likelihood_variance, eps, alive)
+        return loss(self.model, x, self.beta, self.likelihood_variance, eps, alive)
 
     def _next_batch(self) -> torch.Tensor:
         """(B, D) for one seed, (G, B, D) for several: each group's own stream."""
@@ -108,7 +117,8 @@ class BiasGridPopulationRun(Checkpointed):
         dead = (~alive).nonzero().flatten()
 
         def one_step() -> dict[str, torch.Tensor]:  # every metric (P,)
-            loss, metrics = self._loss(self._next_batch(), [group.noise for group in self.groups], alive)
+            loss, metrics = self._loss(self._next_batch(), [group.noise for group in self.groups], alive,
+                                       self.training_loss)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if len(dead):  # 0 × inf in a dead member's backward is NaN: keep it out of the update

@@ -149,3 +149,14 @@ def test_checkpoint_with_the_earlier_first_layer_layout_resumes_identically():
     again = resumed.train_interval(15)
     strip = lambda ms: [{k: v for k, v in m.items() if "per_second" not in k} for m in ms]  # noqa: E731
     assert strip(again) == strip(expected)
+
+
+def test_a_compiled_step_trains_like_the_eager_one():
+    """compile_step: the same losses and weights as eager training, to float tolerance (inductor fuses and reorders
+    float operations), on the CPU; on a GPU the same path runs as CUDA graphs."""
+    eager, compiled = population(seeds=SEEDS), population(seeds=SEEDS, compile_step=True)
+    for _ in range(2):  # the first interval compiles, the second replays
+        eager_train, compiled_train = eager.train_interval(5), compiled.train_interval(5)
+        for e, c in zip(eager_train, compiled_train, strict=True):
+            assert c["train/loss"] == pytest.approx(e["train/loss"], rel=1e-4)
+    assert_same_model(compiled.model, eager.model, atol=1e-4)

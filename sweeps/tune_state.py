@@ -1,0 +1,93 @@
+"""Repairing what a killed driver leaves in Tune's saved state, before `Tuner.restore`.
+
+Tune writes its experiment state in place (not write-then-rename); a driver killed while writing leaves the newest
+experiment_state-*.json empty or cut short, and Tune restores from the newest file only. Such a file is set aside
+(renamed *.unreadable), so Tune takes the one before: trials it shows unfinished continue from their checkpoints.
+
+Tune deletes a trial's previous checkpoint as soon as a new one is registered (`num_to_keep`) and snapshots the
+experiment state a moment later; a driver killed in between leaves a state that names a checkpoint no longer on
+disk, and Tune then fails that trial on every resume ("Could not recover from checkpoint as it does not exist on
+storage anymore"; tests/integration/test_repeated_kills.py hit it). The trial's newer checkpoints are on disk: the
+newest is put under the missing name, so the trial resumes from it. Our checkpoints record their own step, so the
+run continues exactly where that checkpoint was taken; only Tune's iteration counter is behind.
+
+Tune (pinned: ray 2.60) keeps each trial's checkpoint manager as a cloudpickle blob in experiment_state-*.json; the
+checkpoint paths inside it are plain absolute paths, which is all this reads.
+"""
+import json
+import re
+import shutil
+from pathlib import Path
+
+CHECKPOINT = re.compile(rb"(/[^\x00-\x1f\"]*/checkpoint_(\d{6}))")
+
+
+def pickled_blobs(node) -> list[bytes]:
+    """Every cloudpickle blob (hex) in a JSON tree of Tune's experiment state."""
+    if isinstance(node, dict):
+        if node.get("_type") == "CLOUDPICKLE_FALLBACK" and isinstance(node.get("value"), str):
+            try:
+                return [bytes.fromhex(node["value"])]
+            except ValueError:
+                return []
+        return [blob for value in node.values() for blob in pickled_blobs(value)]
+    if isinstance(node, list):
+        return [blob for item in node for blob in pickled_blobs(item)]
+    if isinstance(node, str) and node.lstrip().startswith(("{", "[")):  # trials are JSON inside JSON
+        try:
+            return pickled_blobs(json.loads(node))
+        except json.JSONDecodeError:
+            return []
+    return []
+
+
+def latest_named_checkpoints(state_file: Path) -> list[Path]:
+    """Per trial directory, the newest checkpoint the saved state names."""
+    newest: dict[Path, tuple[int, Path]] = {}
+    for blob in pickled_blobs(json.loads(state_file.read_text())):
+        for path_bytes, number in CHECKPOINT.findall(blob):
+            path = Path(path_bytes.decode("utf-8", "replace"))
+            if int(number) >= newest.get(path.parent, (-1, path))[0]:
+                newest[path.parent] = (int(number), path)
+    return [path for _, path in newest.values()]
+
+
+def readable_states(experiment_path: str) -> tuple[list[Path], list[Path]]:
+    """(the experiment state files Tune can load, oldest first; the unreadable ones, now renamed *.unreadable)."""
+    readable, set_aside = [], []
+    for path in sorted(Path(experiment_path).glob("experiment_state-*.json")):
+        try:
+            json.loads(path.read_text())
+            readable.append(path)
+        except (ValueError, UnicodeDecodeError):
+            kept = path.with_name(path.name + ".unreadable")
+            path.rename(kept)
+            set_aside.append(kept)
+    return readable, set_aside
+
+
+def repair_for_restore(experiment_path: str) -> list[str]:
+    """Everything this module repairs, before `Tuner.restore`; one warning line per repair."""
+    if "://" in experiment_path:  # remote storage: nothing to do from here (Tune syncs state and checkpoints)
+        return []
+    states, set_aside = readable_states(experiment_path)
+    warnings = [f"{path.name[:-len('.unreadable')]} was cut short when the driver died; kept as {path.name}, the "
+                "sweep resumes from the state saved before it" for path in set_aside]
+    if states:
+        warnings += [f"the saved sweep state named a deleted checkpoint; {path.parent.name} resumes from its newest "
+                     "one" for path in repair_missing_checkpoints(states[-1])]
+    return warnings
+
+
+def repair_missing_checkpoints(state_file: Path) -> list[Path]:
+    """Put each trial's newest checkpoint where the saved state expects one that is gone; the repaired paths."""
+    repaired = []
+    for missing in latest_named_checkpoints(state_file):
+        trial_dir = missing.parent
+        if missing.exists() or not trial_dir.is_dir():
+            continue
+        on_disk = sorted(trial_dir.glob("checkpoint_*"))
+        if on_disk:
+            shutil.copytree(on_disk[-1], missing)
+            repaired.append(missing)
+    return repaired
