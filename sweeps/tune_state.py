@@ -19,7 +19,8 @@ import re
 import shutil
 from pathlib import Path
 
-CHECKPOINT = re.compile(rb"(/[^\x00-\x1f\"]*/checkpoint_(\d{6}))")
+# an absolute path of printable characters ending in a checkpoint directory (pickle's framing bytes are not printable)
+CHECKPOINT = re.compile(rb"(/[\x20\x21\x23-\x7e]*?/checkpoint_(\d{6}))")
 
 
 def pickled_blobs(node) -> list[bytes]:

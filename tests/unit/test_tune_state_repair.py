@@ -1,0 +1,41 @@
+"""What a killed driver leaves in Tune's saved state is repaired before a resume: a state file cut short is set aside
+(Tune then restores from the one before), a checkpoint the state names but Tune already deleted is replaced by the
+trial's newest one on disk."""
+import json
+import pickle
+
+from sweeps.tune_state import repair_for_restore
+
+
+def state_naming(checkpoint) -> dict:
+    """Tune's layout: trials as JSON strings whose checkpoint manager is a cloudpickle blob (hex)."""
+    blob = pickle.dumps({"checkpoints": [str(checkpoint.with_name("checkpoint_000000")), str(checkpoint)]}).hex()
+    trial = json.dumps({"checkpoint_manager": {"_type": "CLOUDPICKLE_FALLBACK", "value": blob}})
+    return {"trial_data": [["{}", trial]], "runner_data": {}, "stats": {}}
+
+
+def test_a_state_file_cut_short_is_set_aside_and_a_deleted_checkpoint_replaced_by_the_newest(tmp_path):
+    trial = tmp_path / "train_x_00000_0_bias=0"
+    (trial / "checkpoint_000003").mkdir(parents=True)
+    (trial / "checkpoint_000003" / "state.pt").write_bytes(b"step 40")
+    (trial / "checkpoint_000002").mkdir()
+    good = tmp_path / "experiment_state-2026-12-06_07-00-00.json"
+    good.write_text(json.dumps(state_naming(trial / "checkpoint_000001")))  # 000001: deleted since
+    cut = tmp_path / "experiment_state-2026-12-06_07-05-00.json"
+    cut.write_text('{"trial_data": [')  # the newest, written when the driver died
+
+    warnings = repair_for_restore(str(tmp_path))
+    assert len(warnings) == 2 and "cut short" in warnings[0] and "deleted checkpoint" in warnings[1]
+    assert not cut.exists() and cut.with_name(cut.name + ".unreadable").exists()  # kept, not deleted
+    assert (trial / "checkpoint_000001" / "state.pt").read_bytes() == b"step 40"  # the newest, under the old name
+    assert repair_for_restore(str(tmp_path)) == []  # nothing left to repair
+
+
+def test_nothing_is_touched_when_the_state_is_whole(tmp_path):
+    trial = tmp_path / "train_x_00000_0_bias=0"
+    (trial / "checkpoint_000001").mkdir(parents=True)
+    state = tmp_path / "experiment_state-2026-12-06_07-00-00.json"
+    state.write_text(json.dumps(state_naming(trial / "checkpoint_000001")))
+    assert repair_for_restore(str(tmp_path)) == [] and state.exists()
+    assert sorted(p.name for p in trial.iterdir()) == ["checkpoint_000001"]
+    assert repair_for_restore("s3://bucket/sweeps/x") == []  # remote storage: left to Tune
