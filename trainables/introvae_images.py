@@ -112,6 +112,7 @@ class ImageIntroVaeRun(SoftIntroRun):
         self.order_generator = torch.Generator().manual_seed(config["seed"] + 1)  # the epochs' shuffles
         self.order, self.position = torch.randperm(len(images), generator=self.order_generator), 0
         self._test = data
+        self._inception: InceptionFeatures | None = None
         super().__init__(config, device)
 
     @property
@@ -165,9 +166,16 @@ class ImageIntroVaeRun(SoftIntroRun):
             metrics.update(self.fids(count, reconstructed=False))
         return metrics
 
+    @property
+    def inception(self) -> InceptionFeatures:
+        """Loaded once per run (a report's FID and the final ones share it)."""
+        if self._inception is None:
+            self._inception = InceptionFeatures(self.device)
+        return self._inception
+
     def fids(self, count: int, reconstructed: bool) -> dict[str, float]:
         """FID of `count` generated (and reconstructed) images against the first `count` training images."""
-        inception = InceptionFeatures(self.device)
+        inception = self.inception
         reference = self.reference_statistics(inception, count)
         metrics = {"eval/fid_gen": frechet_distance(feature_statistics(inception(self.generate_many(count))),
                                                     reference), "eval/fid_images": count}

@@ -1,5 +1,6 @@
 """Soft-IntroVAE with learned priors on the 2D density benchmark (spec: introvae.md; docs/introvae.md)."""
 import itertools
+from dataclasses import replace
 
 from sweeps.errors import SweepError
 from sweeps.study import Axis, OptunaSearch, Preset, Study
@@ -107,8 +108,6 @@ def beta_grid_then_seeds(sweep) -> int:
 
 def best_with_all_seeds(frame, sweep):
     """(settings of NAME-seeds, its cells): the lowest-KL β setting of each dataset × prior, with every seed."""
-    from dataclasses import replace
-
     done = frame[frame["status"] == "completed"]
     if done.empty:
         raise SweepError("no grid trial completed, so there is no best setting to run with every seed")
