@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tracking.files import RESULTS_FILE, ResultsError, write_parquet
+from tracking.files import RESULTS_FILE, ResultsError, read_parquet, write_parquet
 from tracking.sweep_record import SWEEP_RECORD, read_sweep_record, write_sweep_record
 
 # the results files are written by tracking/ (during the sweep and by `sync`); their names are analysis's too
@@ -18,7 +18,7 @@ def load_parquet(results_dir: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise ResultsError(f"no results table at {path}")
     try:
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)
     except Exception as error:  # truncated, not Parquet at all: one line, whatever pyarrow raised
         raise ResultsError(f"{path} is not a readable results table ({type(error).__name__}: "
                            f"{str(error).splitlines()[0][:150] if str(error) else 'no detail'})") from None

@@ -24,6 +24,8 @@ FINISHED = ("completed", "diverged")
 class PrintingSink:
     """The trial loop's sink outside Ray: keeps the last report, prints a progress line per report."""
 
+    restored_report = None  # nothing is restored: a rerun skips the trials that finished
+
     def __init__(self, label: str, keys: tuple[str, ...]):
         self.label, self.keys, self.last = label, keys, {}
         self.started = self.previous_time = time.perf_counter()

@@ -10,6 +10,7 @@ import logging
 import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 logger = logging.getLogger(__name__)
@@ -40,11 +41,24 @@ class RecordingASHAScheduler(ASHAScheduler):
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna PRUNED for trials in the ledger instead of COMPLETE."""
+    """OptunaSearch that tells Optuna PRUNED for trials in the ledger instead of COMPLETE, and that resumes a killed
+    search without repeating or over-running it.
 
-    def __init__(self, ledger: EarlyStopLedger, **kwargs):
+    `budget`: the search's number of trials, counted in the Optuna study, so trials that finished after the
+    searcher's last save (Tune's restored state has forgotten them, the study has not) count against it."""
+
+    def __init__(self, ledger: EarlyStopLedger, budget: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.ledger = ledger
+        self.budget = budget
+
+    def suggest(self, trial_id: str):
+        if self.budget is not None and trial_id not in self._ot_trials and self._ot_study is not None:
+            counted = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                         TrialState.RUNNING))
+            if len(counted) >= self.budget:
+                return Searcher.FINISHED
+        return super().suggest(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self.ledger or trial_id in self._completed_trials or error:
@@ -56,6 +70,34 @@ class PruningAwareOptunaSearch(OptunaSearch):
             ot_trial.report(result[self.metric], result["training_iteration"])
         self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str):
+        """The searcher as last saved; then what happened after that save, and the Tune state does not know, is
+        settled with the study."""
+        live_ledger = self.ledger  # shared with this run's scheduler and callbacks; the saved one is a copy
+        super().restore(checkpoint_path)
+        live_ledger.trial_ids |= self.ledger.trial_ids  # early stops recorded before the kill
+        self.ledger = live_ledger
+        known = {ot_trial.number for ot_trial in self._ot_trials.values()}
+        if any(trial.number not in known for trial in self._ot_study.get_trials(deepcopy=False)):
+            # trials asked for after the save: the saved sampler would draw their parameters again
+            self._ot_study.sampler.reseed_rng()
+        self.fail_orphaned_trials()
+
+    def fail_orphaned_trials(self) -> list[int]:
+        """A driver killed between asking Optuna for a trial and saving the searcher leaves that Optuna trial RUNNING
+        in the study with no Tune trial to finish it (the resumed Tune asks again). Told FAIL on resume, it stops
+        counting as a running trial for the sampler and in the dashboard. Returns the trial numbers failed."""
+        if self._ot_study is None:
+            return []
+        live = {ot_trial.number for ot_trial in self._ot_trials.values()}
+        orphans = [trial.number for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if trial.number not in live]
+        for number in orphans:
+            self._ot_study.tell(number, state=TrialState.FAIL)
+        if orphans:
+            logger.warning("Optuna trials %s were running when the sweep was killed; marked FAIL", orphans)
+        return orphans
 
 
 def optuna_asha_in_sweep(settings, max_t: int, grace_period: int, seed: int, **kwargs):
@@ -75,7 +117,7 @@ def optuna_asha_in_sweep(settings, max_t: int, grace_period: int, seed: int, **k
 
 def optuna_asha(
     study_name: str, storage_url: str, max_t: int, grace_period: int, seed: int, reduction_factor: int = 3,
-    define_by_run=None, metric: str | None = None, mode: str | None = None,
+    define_by_run=None, metric: str | None = None, mode: str | None = None, budget: int | None = None,
 ) -> tuple[PruningAwareOptunaSearch, RecordingASHAScheduler, EarlyStopLedger]:
     """TPE search stored in an RDB (so optuna-dashboard can open it) plus a recording ASHA.
 
@@ -86,7 +128,8 @@ def optuna_asha(
     storage = optuna.storages.RDBStorage(storage_url)
     extra = {"space": define_by_run, "metric": metric, "mode": mode} if define_by_run else {}
     searcher = PruningAwareOptunaSearch(
-        ledger, sampler=optuna.samplers.TPESampler(seed=seed), study_name=study_name, storage=storage, **extra
+        ledger, budget, sampler=optuna.samplers.TPESampler(seed=seed), study_name=study_name, storage=storage,
+        **extra
     )
     scheduler = RecordingASHAScheduler(
         ledger, time_attr="training_iteration", max_t=max_t, grace_period=grace_period,

@@ -8,7 +8,7 @@ import pandas as pd
 from ray.tune import Callback
 
 from sweeps.cells import cell_row, trial_cells
-from tracking.files import write_parquet
+from tracking.files import read_parquet, write_parquet
 
 
 def cell_status(trial, metrics: dict, early_stopped, errored: bool) -> str:
@@ -26,7 +26,7 @@ def read_rows(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
     try:
-        return {row["trial_id"]: row for row in pd.read_parquet(path).to_dict("records")}
+        return {row["trial_id"]: row for row in read_parquet(path).to_dict("records")}
     except Exception as error:  # truncated, not Parquet, another program's file: all one case here
         kept = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
         path.rename(kept)

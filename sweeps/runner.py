@@ -25,6 +25,7 @@ from sweeps.settings import SweepSettings  # noqa: E402
 from sweeps.sweep_session import SweepSession, check_tracking_uri  # noqa: E402
 from sweeps.tune_state import repair_for_restore  # noqa: E402
 from tracking.files import RESULTS_FILE, write_parquet  # noqa: E402
+from tracking.journal import JOURNAL_FILE, JournalError, read_journal  # noqa: E402
 from tracking.secrets import redact  # noqa: E402
 from tracking.writer import start_writer_server  # noqa: E402
 
@@ -48,6 +49,10 @@ def check_settings(settings: SweepSettings) -> None:
     if settings.resume:
         if local_storage and not exists:
             raise SweepError(f"nothing to resume: no sweep '{settings.name}' under {settings.storage}")
+        try:  # the resumed sweep appends to its journal: a damaged one is reported now, not after Ray has started
+            read_journal(settings.out_dir / JOURNAL_FILE)
+        except JournalError as error:
+            raise SweepError(str(error)) from None
     elif exists or (settings.out_dir / RESULTS_FILE).exists():
         raise SweepError(f"a sweep named '{settings.name}' already exists ({settings.experiment_path}); "
                          f"pass --resume to continue it or choose another --name")
@@ -110,6 +115,12 @@ def new_or_restored_tuner(settings: SweepSettings, trainable, param_space: dict,
                                    param_space=param_space)
         # restored Tuners keep the RunConfig they were saved with, minus callbacks: put ours back
         tuner._local_tuner._run_config.callbacks = callbacks
+        if scheduler is not None:
+            # and the search and scheduler they were created with (copies, pickled at the start): this run's share
+            # one early-stop ledger with the callbacks (sweeps/optuna_search.py); Tune restores the searcher's
+            # state into them
+            tuner._local_tuner._tune_config.search_alg = search_alg
+            tuner._local_tuner._tune_config.scheduler = scheduler
         return tuner
     run_config = tune.RunConfig(
         name=settings.name,

@@ -192,7 +192,8 @@ def run_optuna(sweep: Sweep) -> int:
         raise SweepError(f"--num-samples must be >= 1, got {num_samples}")
     searcher, scheduler, ledger = optuna_asha_in_sweep(
         sweep.settings, max_t=reports, grace_period=search.grace_reports(full, reports), seed=args.search_seed,
-        define_by_run=resolve(search.space)(sweep.axes, constants), metric=study.metric, mode=study.mode)
+        define_by_run=resolve(search.space)(sweep.axes, constants), metric=study.metric, mode=study.mode,
+        budget=num_samples)
     frame, tracking = run_sweep(sweep.settings, resolve(study.trainable), {}, study.label, num_samples,
                                 sweep.sweep_params, search_alg=searcher, scheduler=scheduler, early_stopped=ledger,
                                 metric=study.metric, mode=study.mode, num_samples=num_samples,

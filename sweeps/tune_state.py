@@ -7,9 +7,13 @@ experiment_state-*.json empty or cut short, and Tune restores from the newest fi
 Tune deletes a trial's previous checkpoint as soon as a new one is registered (`num_to_keep`) and snapshots the
 experiment state a moment later; a driver killed in between leaves a state that names a checkpoint no longer on
 disk, and Tune then fails that trial on every resume ("Could not recover from checkpoint as it does not exist on
-storage anymore"; tests/integration/test_repeated_kills.py hit it). The trial's newer checkpoints are on disk: the
-newest is put under the missing name, so the trial resumes from it. Our checkpoints record their own step, so the
-run continues exactly where that checkpoint was taken; only Tune's iteration counter is behind.
+storage anymore"; tests/integration/test_repeated_kills.py hit it). The trial's later checkpoints are on disk: the
+oldest of them is put under the missing name, so the trial resumes from it. Not the newest: a trainable writes its
+checkpoint before the driver receives the report that carries it, so the newest may belong to a report the driver
+never recorded (resuming past it would lose that point of the metric curves), while the oldest is the one Tune
+registered, after its report was journaled. Points the resumed trial reports again are recorded once
+(sweeps/tracking_callback.py). Our checkpoints record their own step, so the run continues exactly where that
+checkpoint was taken; only Tune's iteration counter is behind.
 
 Tune (pinned: ray 2.60) keeps each trial's checkpoint manager as a cloudpickle blob in experiment_state-*.json; the
 checkpoint paths inside it are plain absolute paths, which is all this reads.
@@ -75,20 +79,21 @@ def repair_for_restore(experiment_path: str) -> list[str]:
     warnings = [f"{path.name[:-len('.unreadable')]} was cut short when the driver died; kept as {path.name}, the "
                 "sweep resumes from the state saved before it" for path in set_aside]
     if states:
-        warnings += [f"the saved sweep state named a deleted checkpoint; {path.parent.name} resumes from its newest "
+        warnings += [f"the saved sweep state named a deleted checkpoint; {path.parent.name} resumes from the next "
                      "one" for path in repair_missing_checkpoints(states[-1])]
     return warnings
 
 
 def repair_missing_checkpoints(state_file: Path) -> list[Path]:
-    """Put each trial's newest checkpoint where the saved state expects one that is gone; the repaired paths."""
+    """Put each trial's oldest checkpoint after the one the saved state expects, now gone, under its name; the
+    repaired paths."""
     repaired = []
     for missing in latest_named_checkpoints(state_file):
         trial_dir = missing.parent
         if missing.exists() or not trial_dir.is_dir():
             continue
-        on_disk = sorted(trial_dir.glob("checkpoint_*"))
-        if on_disk:
-            shutil.copytree(on_disk[-1], missing)
+        later = sorted(path for path in trial_dir.glob("checkpoint_*") if path.name > missing.name)
+        if later:
+            shutil.copytree(later[0], missing)
             repaired.append(missing)
     return repaired

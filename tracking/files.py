@@ -23,6 +23,18 @@ def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Non
     os.replace(temporary, path)
 
 
+def read_parquet(path: str | Path) -> "pd.DataFrame":
+    """The whole table as it is at one moment. pyarrow, given a path, takes the file's size first and opens it after:
+    a write landing in between (a running sweep replaces its table as each trial ends) makes it read the new file
+    with the old size, a "Page was smaller than expected" error. Reading the bytes through one open file cannot mix
+    two versions."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(Path(path).read_bytes()))
+
+
 def write_parquet(frame: "pd.DataFrame", path: str | Path) -> None:
     """Atomic (temp file + rename): a reader, or a crash, never leaves half a table."""
     replace_atomically(path, lambda temporary: frame.to_parquet(temporary, index=False))

@@ -45,6 +45,7 @@ class JournalWriter:
 
     def __init__(self, path: Path):
         self.path = path
+        drop_cut_last_line(path)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the sweep's whole life)
 
     def _write(self, event: dict) -> None:
@@ -67,6 +68,22 @@ class JournalWriter:
         self._file.close()
 
 
+def drop_cut_last_line(path: Path) -> None:
+    """A driver killed mid-write leaves a last line without its newline; the next line appended after it would make
+    one broken line inside the journal. The cut line was never a whole event: it is dropped."""
+    lines = path.read_bytes() if path.exists() else b""
+    if lines and not lines.endswith(b"\n"):
+        with open(path, "rb+") as journal:
+            journal.truncate(lines.rfind(b"\n") + 1)
+
+
+def recorded_points(path: Path) -> dict[str, set[tuple[int, str]]]:
+    """Per cell, the (step, metric) points the journal holds: what a resumed trial reporting them again must not
+    record twice."""
+    return {cell: {(step, key) for key, points in record.metrics.items() for step in points}
+            for cell, record in read_journal(path).cells.items()}
+
+
 class JournalError(ValueError):
     """A line inside the journal (not the last, which a crash may cut short) is not an event."""
 
@@ -83,8 +100,8 @@ def read_journal(path: Path) -> SweepJournal:
             except json.JSONDecodeError:
                 if line.endswith("\n"):
                     raise JournalError(f"{path}:{number} is not a JSON line: the journal is damaged there; "
-                                       f"remove or repair that line (the lines after it are kept), then run "
-                                       f"`python -m analysis sync` again") from None
+                                       "remove or repair that line (the lines after it are kept), then run the command "
+                                       "again") from None
                 break  # a line cut short by a crash is the journal's end
             _apply(journal, event)
     return journal

@@ -9,12 +9,11 @@ nothing: cells are found by their trial-id tag, params and artifacts by name, me
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tracking.files import RESULTS_FILE, ResultsError, write_parquet
+from tracking.files import RESULTS_FILE, ResultsError, read_parquet, write_parquet
 from tracking.journal import JOURNAL_FILE, CellRecord, read_journal
 from tracking.run_layout import (
     STATUS_TAG,
@@ -137,7 +136,7 @@ def _record_run_ids(results_dir: Path, record: dict, tracking_uri: str, parent: 
     """Point the results table and the sweep record at the runs on this server (the report links to them)."""
     table_path = results_dir / RESULTS_FILE
     if table_path.exists():
-        table = pd.read_parquet(table_path)
+        table = read_parquet(table_path)
         known = table["trial_id"].map(runs)
         table["mlflow_run_id"] = known.where(known.notna(), table.get("mlflow_run_id", ""))
         write_parquet(table, table_path)

@@ -3,8 +3,9 @@
 A study's run object (BiasGridRun, IntroVaeRun) provides `step`, `train_interval(n)` (raising Diverged on a
 non-finite loss), `save(dir)` and `restore(dir)`; the study says what to evaluate after each interval. Where the
 reports go is the sink's business: Tune's (checkpoint + `tune.report`) inside a Ray trial, or any object with the
-same two methods outside Ray (benchmarks/run_cells.py).
+same two methods outside Ray (sweeps/local_backend.py).
 """
+import json
 import sys
 import tempfile
 import time
@@ -84,8 +85,19 @@ def interval_means(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     return {key: torch.stack([p[key] for p in parts if key in p]).mean(dim=0) for key in parts[-1]}
 
 
+def plain_number(value):
+    """numpy and torch scalars in a report, as JSON numbers."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+REPORT_FILE = "report.json"  # beside the run's state in each checkpoint: the report the checkpoint went with
+
+
 class TuneSink:
-    """Reports to Ray Tune, each with a checkpoint of the run; a restarted trial resumes from the last one."""
+    """Reports to Ray Tune, each with a checkpoint of the run and its report; a restarted trial resumes from the last
+    one (`restored_report`: that checkpoint's report)."""
+
+    restored_report: dict | None = None
 
     def restore(self, run) -> bool:
         from ray import tune
@@ -94,7 +106,11 @@ class TuneSink:
         if checkpoint is None:
             return False
         with checkpoint.as_directory() as directory:
-            return restore_or_start_over(run, directory)
+            restored = restore_or_start_over(run, directory)
+            report = Path(directory) / REPORT_FILE
+            if restored and report.exists():
+                self.restored_report = json.loads(report.read_text())
+            return restored
 
     def report(self, metrics: dict, run, checkpoint: bool) -> None:
         from ray import tune
@@ -104,6 +120,7 @@ class TuneSink:
             return
         with tempfile.TemporaryDirectory() as directory:
             run.save(directory)
+            (Path(directory) / REPORT_FILE).write_text(json.dumps(metrics, default=plain_number))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
@@ -132,6 +149,10 @@ def report_until_done(run, total_steps: int, report_every: int, device: torch.de
     # run of the trial began (0, or the checkpoint a restart after a crash or a lost node continued from)
     context = {"device": device.type, "gpu_ids": ",".join(assigned_gpu_ids()), "total_steps": total_steps,
                "resumed_at_step": run.step, **node_identity()}
+    if run.step >= total_steps and sink.restored_report is not None:
+        # restored from the checkpoint of the final report, which the driver never processed (killed just then):
+        # that report again, so the trial ends with its final metrics (points already recorded are not doubled)
+        sink.report(sink.restored_report, run, checkpoint=False)
     while run.step < total_steps:
         try:
             interval = run.train_interval(min(report_every, total_steps - run.step))

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from tracking.files import read_parquet
+
 SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 
 
@@ -52,4 +54,4 @@ def child_runs(uri: str, study: str, sweep: str) -> tuple[object, list]:
 
 
 def results_table(out: Path, study: str, sweep: str) -> pd.DataFrame:
-    return pd.read_parquet(out / study / sweep / "results.parquet")
+    return read_parquet(out / study / sweep / "results.parquet")

@@ -64,6 +64,18 @@ def test_a_sweep_name_is_never_reused(tmp_path):
     assert "already exists" in finished.stderr.splitlines()[-1]
 
 
+def test_resuming_over_a_damaged_journal_is_one_line_before_anything_starts(tmp_path):
+    (tmp_path / "results" / "bias_grid" / "_tune" / "broken").mkdir(parents=True)
+    (tmp_path / "results" / "bias_grid" / "_tune" / "broken" / "tuner.pkl").write_bytes(b"")
+    journal = tmp_path / "results" / "bias_grid" / "broken" / "tracking.jsonl"
+    journal.parent.mkdir()
+    journal.write_text('{"event": "start", "cell"\n{"event": "end", "cell": "a"}\n')
+    finished = run_sweep_script(tmp_path, "--name", "broken", "--resume")
+    assert finished.returncode == 2 and "Traceback" not in finished.stderr
+    assert "tracking.jsonl:1 is not a JSON line" in finished.stderr.splitlines()[-1]
+    assert not (tmp_path / "mlflow.db").exists() and journal.read_text().count("\n") == 2  # untouched
+
+
 def test_help_documents_every_flag():
     finished = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
     assert finished.returncode == 0

@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeps.bias_grid import main as bias_grid_main
+from tracking.files import read_parquet
 
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).resolve().parents[2] / "sweeps" / "bias_grid.py"
@@ -26,18 +26,18 @@ def test_killed_driver_loses_nothing_and_resume_completes(local_ray, tmp_path):
     driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=tmp_path, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
-    while not (table_path.exists() and len(pd.read_parquet(table_path)) >= 1):
+    while not (table_path.exists() and len(read_parquet(table_path)) >= 1):
         assert driver.poll() is None and time.time() < deadline, "the sweep ended or stalled before a trial finished"
         time.sleep(0.5)
     time.sleep(1)  # the next trial (3,000 steps, several seconds) gets going but cannot finish
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started die at once
     driver.wait()
 
-    finished_before = pd.read_parquet(table_path)
+    finished_before = read_parquet(table_path)
     assert 1 <= len(finished_before) < 4
 
     assert bias_grid_main([*args, "--resume"]) == 0
-    table = pd.read_parquet(table_path)
+    table = read_parquet(table_path)
     assert len(table) == 4 and table["trial_id"].is_unique and (table["status"] == "completed").all()
     assert set(finished_before["trial_id"]) <= set(table["trial_id"])
     client = MlflowClient(tracking_uri=uri)
@@ -62,7 +62,7 @@ def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(local_ray
     driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=tmp_path, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
-    while not ((out_dir / "results.parquet").exists() and len(pd.read_parquet(out_dir / "results.parquet")) >= 1):
+    while not ((out_dir / "results.parquet").exists() and len(read_parquet(out_dir / "results.parquet")) >= 1):
         assert driver.poll() is None and time.time() < deadline, "the sweep ended or stalled before a trial finished"
         time.sleep(0.5)
     os.killpg(driver.pid, signal.SIGINT)
@@ -73,7 +73,7 @@ def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(local_ray
     # that Ray's shutdown SIGTERMs mid-step can print Python's "Exception ignored … SystemExit" there (seen once in CI)
     drivers_lines = "\n".join(line for line in stderr.splitlines() if not re.search(r"\(\S+ pid=\d+\)", line))
     assert "Traceback" not in drivers_lines and "--name ctrl-c --resume" in drivers_lines
-    kept = pd.read_parquet(out_dir / "results.parquet")
+    kept = read_parquet(out_dir / "results.parquet")
     assert 1 <= len(kept) < 4 and (kept["status"] == "completed").all()
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("bias_grid")
@@ -81,5 +81,5 @@ def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(local_ray
     assert parent.info.status == "KILLED"
 
     assert bias_grid_main([*args, "--resume"]) == 0
-    table = pd.read_parquet(out_dir / "results.parquet")
+    table = read_parquet(out_dir / "results.parquet")
     assert len(table) == 4 and table["trial_id"].is_unique and set(kept["trial_id"]) <= set(table["trial_id"])

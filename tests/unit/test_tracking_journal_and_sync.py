@@ -5,7 +5,7 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from tracking.journal import JOURNAL_FILE, JournalWriter, read_journal
+from tracking.journal import JOURNAL_FILE, JournalWriter, read_journal, recorded_points
 from tracking.run_layout import STATUS_TAG, child_runs, create_child, create_parent, experiment_id
 from tracking.sweep_record import write_sweep_record
 from tracking.sync import sync_sweep
@@ -37,6 +37,21 @@ def test_journal_folds_events_last_value_wins_and_a_cut_line_ends_it(tmp_path):
     record = read_journal(tmp_path / JOURNAL_FILE).cells["a"]
     assert record.metrics == {"train/loss": {5: (3.0, 2)}}  # NaN is not a metric point
     assert (record.status, record.run_status, record.params) == ("diverged", "FINISHED", {"beta": "1"})
+
+
+def test_a_resumed_sweep_appends_after_the_cut_line_and_knows_which_points_it_holds(tmp_path):
+    path = tmp_path / JOURNAL_FILE
+    journal = JournalWriter(path)
+    journal.metrics("a", 100, 1, {"train/loss": 2.0, "val/kl": 0.5})
+    journal.close()
+    with open(path, "a") as file:
+        file.write('{"event": "metrics", "cell": "a", "st')  # the driver died mid-line
+    resumed = JournalWriter(path)  # the resumed driver's journal: the cut event goes, whole lines stay
+    resumed.metrics("a", 200, 2, {"train/loss": 1.0})
+    resumed.close()
+    assert read_journal(path).cells["a"].metrics == {"train/loss": {100: (2.0, 1), 200: (1.0, 2)},
+                                                     "val/kl": {100: (0.5, 1)}}
+    assert recorded_points(path) == {"a": {(100, "train/loss"), (100, "val/kl"), (200, "train/loss")}}
 
 
 def test_a_broken_line_inside_the_journal_is_one_error_line_saying_how_to_recover(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """What a killed driver leaves in Tune's saved state is repaired before a resume: a state file cut short is set aside
 (Tune then restores from the one before), a checkpoint the state names but Tune already deleted is replaced by the
-trial's newest one on disk."""
+oldest later one on disk (the one Tune registered; a newer one may hold a report the driver never received)."""
 import json
 import pickle
 
@@ -14,11 +14,11 @@ def state_naming(checkpoint) -> dict:
     return {"trial_data": [["{}", trial]], "runner_data": {}, "stats": {}}
 
 
-def test_a_state_file_cut_short_is_set_aside_and_a_deleted_checkpoint_replaced_by_the_newest(tmp_path):
+def test_a_state_file_cut_short_is_set_aside_and_a_deleted_checkpoint_replaced_by_the_next_one(tmp_path):
     trial = tmp_path / "train_x_00000_0_bias=0"
-    (trial / "checkpoint_000003").mkdir(parents=True)
-    (trial / "checkpoint_000003" / "state.pt").write_bytes(b"step 40")
-    (trial / "checkpoint_000002").mkdir()
+    for number, step in ((2, 30), (3, 40)):  # 000002 registered by Tune, 000003 written as the driver died
+        (trial / f"checkpoint_00000{number}").mkdir(parents=True)
+        (trial / f"checkpoint_00000{number}" / "state.pt").write_bytes(f"step {step}".encode())
     good = tmp_path / "experiment_state-2026-12-06_07-00-00.json"
     good.write_text(json.dumps(state_naming(trial / "checkpoint_000001")))  # 000001: deleted since
     cut = tmp_path / "experiment_state-2026-12-06_07-05-00.json"
@@ -27,7 +27,7 @@ def test_a_state_file_cut_short_is_set_aside_and_a_deleted_checkpoint_replaced_b
     warnings = repair_for_restore(str(tmp_path))
     assert len(warnings) == 2 and "cut short" in warnings[0] and "deleted checkpoint" in warnings[1]
     assert not cut.exists() and cut.with_name(cut.name + ".unreadable").exists()  # kept, not deleted
-    assert (trial / "checkpoint_000001" / "state.pt").read_bytes() == b"step 40"  # the newest, under the old name
+    assert (trial / "checkpoint_000001" / "state.pt").read_bytes() == b"step 30"  # the next one, under the old name
     assert repair_for_restore(str(tmp_path)) == []  # nothing left to repair
 
 
