@@ -137,6 +137,44 @@ def test_server_killed_mid_sweep_then_sync_restores_every_trial_exactly_once(ser
     assert "nothing added" in capsys.readouterr().out
 
 
+def _kill_then_restart(server, journal: Path, back: threading.Event) -> None:
+    """Kill the server at the sweep's first metrics, start it again at once (the sweep goes on meanwhile)."""
+    killed = threading.Event()
+    _kill_when_trials_report(server, journal, killed)
+    if killed.is_set():
+        server.start()
+        back.set()
+
+
+def test_server_back_mid_sweep_the_sweep_itself_restores_what_it_missed_exactly_once(server, local_ray, tmp_path,
+                                                                                       capsys):
+    out = tmp_path / "bias_grid" / "blip"
+    back = threading.Event()
+    watcher = threading.Thread(target=_kill_then_restart, args=(server, out / JOURNAL_FILE, back))
+    watcher.start()
+    # one cell at a time, long enough that the server is back while cells still run
+    code = _sweep("blip", tmp_path, server.uri, "--steps", "3000", "--report-every", "100", "--population-size", "1",
+                  "--max-concurrent-trials", "1")
+    watcher.join()
+    output = capsys.readouterr()
+    assert back.is_set() and code == 0
+    assert "restored:" in output.out  # the sweep's own sync at its end, not a command left to the user
+    assert "python -m analysis sync" not in output.err
+
+    client = MlflowClient(tracking_uri=server.uri)
+    parent, children = _children(client, "blip")
+    assert parent.info.status == "FINISHED"
+    table = pd.read_parquet(out / "results.parquet")
+    by_cell = {c.data.tags["priorsweep.trial_id"]: c for c in children}
+    assert sorted(by_cell) == sorted(table["trial_id"]) and len(by_cell) == 4  # every cell once
+    for run in by_cell.values():
+        assert run.info.status == "FINISHED" and run.data.tags["priorsweep.status"] == "completed"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/neg_elbo")]
+        assert sorted(steps) == list(range(100, 3001, 100))  # every report, none twice
+    assert analysis_main(["sync", "--results", str(out), "--mlflow-uri", server.uri]) == 0
+    assert "nothing added" in capsys.readouterr().out
+
+
 def test_the_writer_rides_out_an_outage_without_doubling_anything(server):
     """Live logging stops when the server dies, resumes when it answers, and never writes a point twice; a cell
     first seen during the outage gets its run (with params) once the server is back."""
