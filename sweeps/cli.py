@@ -6,9 +6,11 @@ import sys
 import time
 from pathlib import Path
 
-from sweeps.errors import SweepError
+from sweeps.errors import DiskFull, SweepError
 from sweeps.settings import PROGRESS_EVERY_S, SweepSettings
+from tracking.files import is_disk_full
 
+EXIT_FAILED = 1  # the sweep ran and could not finish (a full disk)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 # a cluster's environment names its shared storage, so the same command runs on a laptop and on any cluster
@@ -98,7 +100,7 @@ def settings_from_args(args, study: str, tags: dict):
 
 def exit_on_bad_input(main):
     """Known input errors end with one line on stderr and exit status 2, before anything starts; Ctrl-C ends with
-    status 130 and no traceback (the runner has said how to resume)."""
+    status 130 and no traceback (the runner has said how to resume); a full disk with one line and status 1."""
 
     def wrapped(*args, **kwargs) -> int:
         from trainables.config import ConfigError
@@ -110,5 +112,14 @@ def exit_on_bad_input(main):
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
+        except DiskFull as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except OSError as error:  # a full disk while drawing the report or tables, after the trials
+            if not is_disk_full(error):
+                raise
+            print(f"error: {error.strerror} writing {error.filename or 'the results'}: every finished result is "
+                  "kept; free space, then run the command again (add --resume to a sweep)", file=sys.stderr)
+            return EXIT_FAILED
 
     return wrapped

@@ -7,3 +7,8 @@ class SweepError(RuntimeError):
 
 class TrackingError(SweepError):
     """The tracking server cannot be used."""
+
+
+class DiskFull(RuntimeError):
+    """The disk holding the sweep's results or state filled up: the sweep stopped, what finished is kept, and it
+    resumes once space is freed. One line and exit status 1 (the input was fine)."""

@@ -12,6 +12,8 @@ import uuid
 
 from ray.tune.search import Searcher, SearchGenerator
 
+from sweeps.tune_state import saved_trial_ids
+
 
 def listed_trials(configs: list[dict]) -> "ListedTrials":
     return ListedTrials(ListedConfigs(configs))
@@ -23,6 +25,19 @@ class ListedTrials(SearchGenerator):
         if trial is not None:  # Tune drew a random id: the position's instead
             trial.trial_id = f"{self.searcher.prefix}{self.searcher.next - 1:05d}"
         return trial
+
+    def has_checkpoint(self, dirpath: str) -> bool:
+        return True  # without a readable saved position, restore_from_dir takes it from the saved trials
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        if super().has_checkpoint(dirpath):
+            super().restore_from_dir(dirpath)
+            return
+        # the saved position was cut short (set aside by sweeps/tune_state.py) or never written: the list's next
+        # position follows the trials Tune saved, whose ids carry their positions
+        positions = [int(trial_id[len(self.searcher.prefix):]) for trial_id in saved_trial_ids(dirpath)
+                     if trial_id.startswith(self.searcher.prefix)]
+        self.searcher.next = self._counter = max(positions, default=-1) + 1
 
 
 class ListedConfigs(Searcher):

@@ -17,14 +17,15 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from sweeps.cluster import check_reachable, check_trial_resources, resolve_address  # noqa: E402
-from sweeps.errors import SweepError  # noqa: E402
+from sweeps.disk_watch import DiskFullWatch  # noqa: E402
+from sweeps.errors import DiskFull, SweepError  # noqa: E402
 from sweeps.interrupt_watch import InterruptWatch  # noqa: E402
 from sweeps.progress import ProgressCallback  # noqa: E402
 from sweeps.results_table import ResultsTableCallback  # noqa: E402
 from sweeps.settings import SweepSettings  # noqa: E402
 from sweeps.sweep_session import SweepSession, check_tracking_uri  # noqa: E402
 from sweeps.tune_state import repair_for_restore  # noqa: E402
-from tracking.files import RESULTS_FILE, write_parquet  # noqa: E402
+from tracking.files import RESULTS_FILE, is_disk_full, write_parquet  # noqa: E402
 from tracking.journal import JOURNAL_FILE, JournalError, read_journal  # noqa: E402
 from tracking.secrets import redact  # noqa: E402
 from tracking.writer import start_writer_server  # noqa: E402
@@ -173,19 +174,30 @@ def run_sweep(
             print(f"warning: {warning}", file=sys.stderr)
     tracking = SweepSession(settings, trial_label, early_stopped, sweep_params, full_config)
     table = None
+    disk = DiskFullWatch([settings.out_dir] + ([] if "://" in settings.storage else [Path(settings.storage)]))
     try:  # from here on, whatever ends the sweep closes its tracking (its writer would otherwise keep the driver)
         table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
                                      total_trials, early_stopped, tracking.run_ids, settings.headline)
         interrupt = InterruptWatch()
         progress = ProgressCallback(trial_label, settings.progress_every_s, settings.progress_keys)
-        callbacks = [tracking.callback, table, progress, interrupt]
+        callbacks = [tracking.callback, table, progress, disk, interrupt]
         tuner = new_or_restored_tuner(settings, trainable, param_space, callbacks, search_alg, scheduler, metric,
                                       mode, num_samples)
         tuner.fit()
+        if disk.full:  # stopped as by Ctrl-C when trials failed for want of space
+            raise DiskFull(disk.message(settings.out_dir))
         if interrupt.interrupted:  # Tune answered Ctrl-C by saving its state and returning early
             raise KeyboardInterrupt
     except BaseException as error:  # Ctrl-C or a crash of the driver's loop: what finished is on disk already
-        tracking.close("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        full = isinstance(error, DiskFull) or is_disk_full(error) or disk.full  # Tune trips on its half files
+        try:
+            tracking.close("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        except OSError as closing:  # the sweep record cannot be written on a full disk; the old one stays whole
+            if not (full or is_disk_full(closing)):
+                raise
+            full = True
+        if full and not isinstance(error, DiskFull):
+            raise DiskFull(disk.message(settings.out_dir)) from None
         if isinstance(error, KeyboardInterrupt):
             kept = len(table.rows) if table else 0
             print(f"interrupted: {kept} results kept in {settings.out_dir}; continue with "

@@ -19,6 +19,7 @@ Tune (pinned: ray 2.60) keeps each trial's checkpoint manager as a cloudpickle b
 checkpoint paths inside it are plain absolute paths, which is all this reads.
 """
 import json
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -71,13 +72,42 @@ def readable_states(experiment_path: str) -> tuple[list[Path], list[Path]]:
     return readable, set_aside
 
 
+SEARCH_STATES = ("search_gen_state-*.json", "searcher-state-*.pkl")  # Tune's pickles of the search's position
+
+
+def set_aside_unreadable_search_states(experiment_path: str) -> list[Path]:
+    """A search state cut short (Tune copies it into the storage folder; on a full disk the copy ends early) makes
+    Tune give up the whole restore and start the experiment again; set aside, the search resumes from what the
+    trials say (sweeps/listed_search.py)."""
+    set_aside = []
+    for pattern in SEARCH_STATES:
+        for path in sorted(Path(experiment_path).glob(pattern)):
+            try:
+                pickle.loads(path.read_bytes())
+            except Exception:  # empty, cut short or not a pickle: Tune's own load would fail the same way
+                kept = path.with_name(path.name + ".unreadable")
+                path.rename(kept)
+                set_aside.append(kept)
+    return set_aside
+
+
+def saved_trial_ids(experiment_path: str) -> list[str]:
+    """The trial ids in the newest readable experiment state, in the order Tune created them."""
+    states, _ = readable_states(experiment_path)
+    if not states:
+        return []
+    trials = json.loads(states[-1].read_text()).get("trial_data", [])
+    return [json.loads(trial[0]).get("trial_id", "") for trial in trials]
+
+
 def repair_for_restore(experiment_path: str) -> list[str]:
     """Everything this module repairs, before `Tuner.restore`; one warning line per repair."""
     if "://" in experiment_path:  # remote storage: nothing to do from here (Tune syncs state and checkpoints)
         return []
     states, set_aside = readable_states(experiment_path)
-    warnings = [f"{path.name[:-len('.unreadable')]} was cut short when the driver died; kept as {path.name}, the "
-                "sweep resumes from the state saved before it" for path in set_aside]
+    set_aside += set_aside_unreadable_search_states(experiment_path)
+    warnings = [f"{path.name[:-len('.unreadable')]} was cut short when the driver died or the disk filled; kept as "
+                f"{path.name}, the sweep resumes from the state saved before it" for path in set_aside]
     if states:
         warnings += [f"the saved sweep state named a deleted checkpoint; {path.parent.name} resumes from the next "
                      "one" for path in repair_missing_checkpoints(states[-1])]

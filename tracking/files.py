@@ -1,5 +1,6 @@
 """A sweep's results table on disk, and the write-then-rename that keeps a reader, or a crash, from ever seeing half
 a file."""
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,21 @@ class ResultsError(RuntimeError):
 
 
 def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
-    """`write(temporary)` next to `path` (same name plus .tmp), then rename it over `path` in one step."""
+    """`write(temporary)` next to `path` (same name plus .tmp), then rename it over `path` in one step; a write that
+    fails (a full disk) leaves `path` as it was and no temporary behind."""
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    write(temporary)
-    os.replace(temporary, path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """A write failed for want of space (a full disk or an exhausted quota), wherever it was raised."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def read_parquet(path: str | Path) -> "pd.DataFrame":

@@ -39,3 +39,21 @@ def test_nothing_is_touched_when_the_state_is_whole(tmp_path):
     assert repair_for_restore(str(tmp_path)) == [] and state.exists()
     assert sorted(p.name for p in trial.iterdir()) == ["checkpoint_000001"]
     assert repair_for_restore("s3://bucket/sweeps/x") == []  # remote storage: left to Tune
+
+
+def test_a_search_state_cut_short_is_set_aside_and_the_grid_goes_on_from_the_saved_trials(tmp_path):
+    from sweeps.listed_search import listed_trials
+
+    search = listed_trials([{"beta": beta} for beta in (0.5, 1.0, 2.0, 4.0)])
+    prefix = search.searcher.prefix
+    trials = [[json.dumps({"trial_id": f"{prefix}{position:05d}"}), "{}"] for position in (0, 1)]
+    (tmp_path / "experiment_state-2026-12-06_07-00-00.json").write_text(
+        json.dumps({"trial_data": trials, "runner_data": {}, "stats": {}}))
+    cut = tmp_path / "search_gen_state-2026-12-06_07-00-00.json"
+    cut.write_bytes(b"")  # the copy into storage ended when the disk filled
+
+    warnings = repair_for_restore(str(tmp_path))
+    assert len(warnings) == 1 and "search_gen_state" in warnings[0] and not cut.exists()
+    assert search.has_checkpoint(str(tmp_path))  # so Tune restores the position instead of starting over
+    search.restore_from_dir(str(tmp_path))
+    assert search.searcher.suggest("next") == {"beta": 2.0}  # the third config: the two saved trials are not redone
