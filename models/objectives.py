@@ -59,11 +59,12 @@ class SoftIntroConfig:
     terms (1 and 1e-8). r_entropy: weight of the responsibility regulariser (encoder only).
     prior_trainable: the prior steps with the decoder in the introspective phase ("fixed prior" runs: False).
     sample_with_gradient: fake = D(μ_k + σ_k ε) carries gradient into the prior's parameters.
+    A population (models/soft_intro_population_objectives.py) gives the three βs as (P,) tensors, one per member.
     """
 
-    beta_rec: float = 1.0
-    beta_kl: float = 1.0
-    beta_neg: float = 1.0
+    beta_rec: float | torch.Tensor = 1.0
+    beta_kl: float | torch.Tensor = 1.0
+    beta_neg: float | torch.Tensor = 1.0
     scale: float = 0.5
     alpha: float = 2.0
     gamma: float = 1.0

@@ -32,8 +32,9 @@ def posterior_samples(mu: torch.Tensor, logvar: torch.Tensor, num_samples: int,
 
 
 def quadratic_features(z: torch.Tensor) -> torch.Tensor:
-    """[z², z, 1] per point: (N, d) -> (N, 2d + 1). A Gaussian log-density is linear in these."""
-    return torch.cat([z * z, z, torch.ones_like(z[:, :1])], dim=1)
+    """[z², z, 1] per point: (N, d) -> (N, 2d + 1), or per member (P, N, d) -> (P, N, 2d + 1). A Gaussian
+    log-density is linear in these."""
+    return torch.cat([z * z, z, torch.ones_like(z[..., :1])], dim=-1)
 
 
 def mixture_feature_weights(mu: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
@@ -41,18 +42,34 @@ def mixture_feature_weights(mu: torch.Tensor, logvar: torch.Tensor, log_w: torch
 
     Expanding the quadratic form turns the (N, K, d) broadcast into one (N, 2d+1) × (2d+1, K) product: the
     100-sample MC KL of 512 points against 64 components is then a few passes over (51200, 64), not over
-    (51200, 64, d) several times.
+    (51200, 64, d) several times. A population's members (models/soft_intro_population.py) pass components
+    (P, K, d) and log w (P, K) and get (P, 2d + 1, K): the same expression over a leading member dimension.
     """
     precision = torch.exp(-logvar)  # (K, d)
     constant = log_w - 0.5 * (LOG_2PI * mu.shape[-1] + logvar.sum(-1) + (mu.pow(2) * precision).sum(-1))  # (K,)
-    return torch.cat([-0.5 * precision.T, (mu * precision).T, constant[None]], dim=0)
+    return torch.cat([-0.5 * precision.mT, (mu * precision).mT, constant.unsqueeze(-2)], dim=-2)
+
+
+def _flat_points(z: torch.Tensor, members: bool) -> torch.Tensor:
+    """(..., d) -> (N, d); with `members`, (P, ..., d) -> (P, N, d): each member's points stay its own."""
+    return z.reshape(z.shape[0], -1, z.shape[-1]) if members else z.reshape(-1, z.shape[-1])
 
 
 def mixture_joint_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                           log_w: torch.Tensor) -> torch.Tensor:
-    """log w_k + Σ_d log N(z_d; μ_kd, σ²_kd) for all k: z (..., d), components (K, d) -> (..., K)."""
-    flat = z.reshape(-1, z.shape[-1])
+                           log_w: torch.Tensor, members: bool = False) -> torch.Tensor:
+    """log w_k + Σ_d log N(z_d; μ_kd, σ²_kd) for all k: z (..., d), components (K, d) -> (..., K).
+    members: z (P, ..., d) against each member's own components (P, K, d), log w (P, K) -> (P, ..., K)."""
+    flat = _flat_points(z, members)
     return (quadratic_features(flat) @ mixture_feature_weights(mu, logvar, log_w)).reshape(*z.shape[:-1], -1)
+
+
+def mixture_log_weights(logits: torch.Tensor, learned: bool) -> torch.Tensor:
+    """log w over the last axis (K components): log softmax of learned logits, else uniform 1/K. `learned` is the
+    prior's setting, never `logits.requires_grad`: freezing the prior for a step (models/freeze.py) turns that off,
+    and the frozen prior must still be the learned mixture."""
+    if learned:
+        return torch.log_softmax(logits, dim=-1)
+    return torch.full_like(logits, -math.log(logits.shape[-1]))
 
 
 class _FeatureLogSumExp(torch.autograd.Function):
@@ -62,41 +79,44 @@ class _FeatureLogSumExp(torch.autograd.Function):
 
     Also returns the responsibilities averaged over the N points (K,), as a constant (no gradient): one
     (1, N) × (N, K) product over what the forward already holds.
+
+    Every product also takes a leading member dimension (z (P, N, d), weights (P, 2d+1, K)) as a batched product;
+    on 2-D inputs the operations are the lone ones.
     """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, weights: torch.Tensor):  # z (N, d), weights (2d+1, K)
+    def forward(ctx, z: torch.Tensor, weights: torch.Tensor):  # z ([P,] N, d), weights ([P,] 2d+1, K)
         features = quadratic_features(z)
-        joint = features @ weights  # (N, K)
-        peak = joint.amax(dim=1, keepdim=True)
+        joint = features @ weights  # ([P,] N, K)
+        peak = joint.amax(dim=-1, keepdim=True)
         shifted = joint.sub_(peak).exp_()  # in place: exp(joint − peak)
-        total = shifted.sum(dim=1, keepdim=True)  # (N, 1)
-        mean_responsibility = (total.reciprocal().T @ shifted).squeeze(0) / len(z)  # (K,)
+        total = shifted.sum(dim=-1, keepdim=True)  # ([P,] N, 1)
+        mean_responsibility = (total.reciprocal().mT @ shifted).squeeze(-2) / z.shape[-2]  # ([P,] K)
         ctx.save_for_backward(z, features, weights, shifted, total)
         ctx.mark_non_differentiable(mean_responsibility)
-        return (peak + total.log()).squeeze(1), mean_responsibility  # (N,), (K,)
+        return (peak + total.log()).squeeze(-1), mean_responsibility  # ([P,] N), ([P,] K)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor, _grad_mean_responsibility=None):
         z, features, weights, shifted, total = ctx.saved_tensors
         # d log_p / d joint = softmax × incoming gradient = shifted × scale; that (N, K) product is never formed:
         # the per-row scale moves onto the narrow (N, 2d+1) side of each product, so `shifted` is only read
-        scale = grad[:, None] / total  # (N, 1)
+        scale = grad.unsqueeze(-1) / total  # ([P,] N, 1)
         grad_z = grad_weights = None
         if ctx.needs_input_grad[0]:
-            d = z.shape[1]
-            grad_features = (shifted @ weights.T) * scale  # (N, 2d+1)
-            grad_z = 2 * z * grad_features[:, :d] + grad_features[:, d:2 * d]
+            d = z.shape[-1]
+            grad_features = (shifted @ weights.mT) * scale  # ([P,] N, 2d+1)
+            grad_z = 2 * z * grad_features[..., :d] + grad_features[..., d:2 * d]
         if ctx.needs_input_grad[1]:
-            grad_weights = (features * scale).T @ shifted  # (2d+1, K)
+            grad_weights = (features * scale).mT @ shifted  # ([P,] 2d+1, K)
         return grad_z, grad_weights
 
 
-def mixture_log_prob_and_usage(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                               log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mixture_log_prob_and_usage(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor,
+                               members: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """log Σ_k w_k N(z; μ_k, σ²_k) (..., d) -> (...,), and the mean responsibility of each component over all the
-    points (K,), the latter without gradient."""
-    flat = z.reshape(-1, z.shape[-1])
+    points (K,), the latter without gradient. members: as mixture_joint_log_prob; usage (P, K)."""
+    flat = _flat_points(z, members)
     log_p, usage = _FeatureLogSumExp.apply(flat, mixture_feature_weights(mu, logvar, log_w))
     return log_p.reshape(z.shape[:-1]), usage
 
@@ -169,6 +189,7 @@ class MixturePrior(nn.Module):
         super().__init__()
         self.num_components, self.latent_dim = num_components, latent_dim
         self.logits = nn.Parameter(torch.zeros(num_components), requires_grad=learnable_weights)
+        self.weights_learned = learnable_weights
         self.register_buffer("clip_low", torch.empty(0))
         self.register_buffer("clip_high", torch.empty(0))
         self.clipping_enabled = True
@@ -179,12 +200,10 @@ class MixturePrior(nn.Module):
 
     @property
     def learnable_weights(self) -> bool:
-        return self.logits.requires_grad
+        return self.weights_learned
 
     def log_weights(self) -> torch.Tensor:
-        if self.learnable_weights:
-            return torch.log_softmax(self.logits, dim=0)
-        return torch.full_like(self.logits, -math.log(self.num_components))  # uniform 1/K
+        return mixture_log_weights(self.logits, self.weights_learned)
 
     def components(self, detached: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mu (K, d), logvar (K, d) after clipping, log w (K,)): every read of the prior goes through here.

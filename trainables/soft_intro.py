@@ -57,7 +57,36 @@ def objective_config(config: dict, scale: float) -> SoftIntroConfig:
                            sample_with_gradient=config["sample_with_gradient"])
 
 
-class SoftIntroRun(Checkpointed):
+class ThreePlayers:
+    """The players' optimisers (encoder, decoder, and the prior when it has trainable parameters: one Adam and
+    learning-rate schedule each) and the VampPrior's conversion, shared by a lone run and a population (whose
+    parameters are stacked over members: Adam is elementwise, so one Adam is each member's own). Needs `model`,
+    `config`, `milestones` and `optimisers`."""
+
+    def _players(self) -> dict:
+        players = {"encoder": self.model.encoder, "decoder": self.model.decoder}
+        if any(p.requires_grad for p in self.model.prior.parameters()):
+            players["prior"] = self.model.prior
+        return players
+
+    def _adam(self, module) -> torch.optim.Adam:
+        parameters = [p for p in module.parameters() if p.requires_grad]
+        optimiser = adam(parameters, self.config["learning_rate"], betas=(0.9, 0.999))
+        optimiser.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimiser, milestones=self.milestones, gamma=0.1)
+        return optimiser
+
+    def convert_vamp_to_mog(self) -> None:
+        """The VampPrior becomes a free MoG (same components and logits), with a fresh optimiser at the same lr."""
+        self.model.prior = self.model.prior.to_mixture_of_gaussians()
+        old = self.optimisers["prior"]
+        self.optimisers["prior"] = self._adam(self.model.prior)
+        self.optimisers["prior"].scheduler.load_state_dict(old.scheduler.state_dict())
+        for group in self.optimisers["prior"].param_groups:
+            group["lr"] = old.param_groups[0]["lr"]
+
+
+class SoftIntroRun(ThreePlayers, Checkpointed):
     """One Soft-IntroVAE run: model, prior, three players' optimisers and schedulers, the RNG, the two stages.
 
     A subclass gives the data and the network: `build_network()` (a VAE: encoder -> (mu, logvar), decoder, prior
@@ -101,28 +130,6 @@ class SoftIntroRun(Checkpointed):
             with torch.no_grad():
                 prior.init_from(*self.model.encoder(self.sample_batch(k)))
         return prior
-
-    def _players(self) -> dict:
-        players = {"encoder": self.model.encoder, "decoder": self.model.decoder}
-        if any(p.requires_grad for p in self.model.prior.parameters()):
-            players["prior"] = self.model.prior
-        return players
-
-    def _adam(self, module) -> torch.optim.Adam:
-        parameters = [p for p in module.parameters() if p.requires_grad]
-        optimiser = adam(parameters, self.config["learning_rate"], betas=(0.9, 0.999))
-        optimiser.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimiser, milestones=self.milestones, gamma=0.1)
-        return optimiser
-
-    def convert_vamp_to_mog(self) -> None:
-        """The VampPrior becomes a free MoG (same components and logits), with a fresh optimiser at the same lr."""
-        self.model.prior = self.model.prior.to_mixture_of_gaussians()
-        old = self.optimisers["prior"]
-        self.optimisers["prior"] = self._adam(self.model.prior)
-        self.optimisers["prior"].scheduler.load_state_dict(old.scheduler.state_dict())
-        for group in self.optimisers["prior"].param_groups:
-            group["lr"] = old.param_groups[0]["lr"]
 
     @property
     def converted(self) -> bool:

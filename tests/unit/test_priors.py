@@ -144,6 +144,23 @@ def test_uniform_weights_when_not_learnable_and_vamp_converts_with_its_logits():
     assert torch.equal(converted.logits, prior.logits)  # the logits, not softmax(logits)
 
 
+@pytest.mark.parametrize("make", [mog, vamp])
+def test_a_frozen_prior_keeps_its_learned_weights(make):
+    """The encoder step freezes the prior (models/freeze.py turns requires_grad off): its KL and samples must still
+    use the learned mixture weights, not uniform ones."""
+    from models.freeze import frozen
+
+    prior = make()
+    with torch.no_grad():
+        prior.logits.copy_(torch.randn(prior.num_components, generator=rng(6)))
+    z = torch.randn(20, 2, generator=rng(7))
+    learned_weights, learned_density = prior.log_weights().detach(), prior.log_prob(z).detach()
+    with frozen(prior):
+        assert torch.equal(prior.log_weights(), learned_weights)
+        assert torch.equal(prior.log_prob(z), learned_density)
+    assert prior.logits.requires_grad  # and unfrozen afterwards
+
+
 def test_fused_mixture_log_prob_matches_autograd_in_value_and_gradient():
     prior = mog(k=7, d=3)
     z = torch.randn(2, 50, 3, generator=rng(11), requires_grad=True)

@@ -1,0 +1,145 @@
+"""The 2D Soft-IntroVAE population engine: each member trains as its lone IntroVaeRun would (per prior kind, through
+the warm-up, the VampPrior's conversion, the freezing of the clipping bounds and the introspective stage), a
+diverging member leaves the others untouched, checkpoints continue bit-identically, and a member's evaluation is its
+lone run's.
+
+Tolerance: a member matches its lone run to float rounding, not bit for bit: its products are batched (bmm over the
+member dimension) where the lone run's are single matmuls, and the two kernels block and accumulate differently
+(~1e-7 relative per product). Over 110 iterations Adam carries that into ~1e-5 absolute on the weights (largest on
+the mixture logits, whose near-zero gradients Adam normalises) and ~1e-4 relative on the losses.
+"""
+import math
+
+import pytest
+import torch
+
+from trainables.introvae import IntroVaeRun
+from trainables.introvae_population import IntroVaePopulationRun, member_configs
+
+# tiny: width 16, batch 32, K 4; num_vae 104 puts the VampPrior's conversion at iteration 4 (num_vae − 100) and the
+# first introspective iteration (clipping bounds frozen) at 104
+TINY = {"num_vae": 104, "steps": 110, "batch_size": 32, "hidden_width": 16, "num_components": 4, "lr_milestones": "",
+        "learning_rate": 1e-3, "eval_points": 200, "gnelbo_grid": 16, "gnelbo_data_points": 64, "density_image": 8}
+MEMBERS = {"seeds": [0, 1, 2], "beta_recs": [0.2, 0.5, 1.0], "beta_kls": [0.3, 0.1, 0.5], "beta_negs": [0.9, 0.6, 1.5]}
+PARAMETER_TOLERANCE = {"atol": 5e-5, "rtol": 1e-4}
+LOSS_TOLERANCE = 2e-4  # relative
+
+
+def per_iteration(run, iterations: int) -> list:
+    return [run.train_interval(1) for _ in range(iterations)]
+
+
+def without_rates(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if "per_second" not in k and not k.endswith("_seconds")}
+
+
+def lone_runs(config: dict) -> list[IntroVaeRun]:
+    return [IntroVaeRun(member) for member in member_configs(config)]
+
+
+def assert_member_is_lone(population, p: int, lone: IntroVaeRun) -> None:
+    member = population.member_run(p).model.state_dict()
+    for (name, a), (_, b) in zip(member.items(), lone.model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, **PARAMETER_TOLERANCE), (p, name, float((a - b).abs().max()))
+
+
+def assert_same_losses(population_metrics: dict, lone_metrics: dict, where) -> None:
+    lone_metrics = without_rates(lone_metrics)
+    assert set(without_rates(population_metrics)) - {"train/model_iterations_per_second"} == set(lone_metrics)
+    for key, value in lone_metrics.items():
+        assert population_metrics[key] == pytest.approx(value, rel=LOSS_TOLERANCE, abs=1e-6), (where, key)
+
+
+@pytest.mark.parametrize("setting", [
+    {"prior": "standard"},
+    {"prior": "mog", "r_entropy": 0.5, "datasets": ["8gaussians", "rings", "2spirals"]},
+    {"prior": "mog", "r_entropy": 0.5, "prior_mode": "fixed"},
+    {"prior": "vamp", "vamp_to_mog": True, "r_entropy": 0.5},
+], ids=["standard", "mog", "mog-fixed", "vamp-to-mog"])
+def test_every_member_trains_as_its_lone_run_through_both_stages(setting):
+    config = {**TINY, **MEMBERS, **setting}
+    population = IntroVaePopulationRun(config)
+    stacked = per_iteration(population, 110)  # 104 warm-up, 6 introspective iterations
+    assert population.model.prior.is_mixture == (setting["prior"] != "standard")
+    if population.model.prior.is_mixture:
+        assert population.model.prior.clip_low.shape == (3, 2)  # clipping on: per-member bounds were frozen
+    for p, lone in enumerate(lone_runs(config)):
+        for iteration, (members, alone) in enumerate(zip(stacked, per_iteration(lone, 110), strict=True)):
+            assert_same_losses(members[p], alone, (p, iteration))
+        assert_member_is_lone(population, p, lone)
+    assert stacked[-1][0]["train/stage"] == 2.0
+
+
+def test_members_with_different_seeds_and_betas_learn_different_models():
+    """Guards the equivalence test against a trivial pass (every member the same model)."""
+    population = IntroVaePopulationRun({**TINY, **MEMBERS, "prior": "mog", "num_vae": 5, "steps": 10})
+    population.train_interval(10)
+    weights = population.model.decoder.weights[0]  # (P, d, H)
+    assert not torch.allclose(weights[0], weights[1]) and not torch.allclose(weights[1], weights[2])
+
+
+def test_a_diverging_member_leaves_the_others_as_their_lone_runs():
+    """Member 1's loss is infinite from its first iteration; it crosses into the introspective stage (NaN mixture
+    weights: a sampling hazard) before the interval ends and it is dropped, then the others go on without it."""
+    config = {**TINY, **MEMBERS, "prior": "mog", "r_entropy": 0.5, "num_vae": 10, "steps": 30}
+    population = IntroVaePopulationRun(config)
+    population.objective.beta_rec[1] = math.inf
+    first = population.train_interval(20)
+    assert population.diverged_at.tolist() == [-1, 1, -1]
+    assert not math.isfinite(first[1]["train/encoder_loss"])
+    second = population.train_interval(10)
+    assert population.diverged_at.tolist() == [-1, 1, -1]
+    assert all(torch.isfinite(v).all() for v in population.state_dict()["model"].values())
+    assert all(not v[1].any() for v in population.model.state_dict().values() if v.numel())  # zeroed, still
+    alone = lone_runs(config)
+    for p in (0, 2):
+        lone = alone[p]
+        assert_same_losses(first[p], lone.train_interval(20), p)
+        assert_same_losses(second[p], lone.train_interval(10), p)
+        assert_member_is_lone(population, p, lone)
+
+
+@pytest.mark.parametrize("interrupted_at", [60, 106], ids=["after conversion", "after clipping bounds"])
+def test_restored_population_continues_bit_identically(interrupted_at, tmp_path):
+    config = {**TINY, **MEMBERS, "prior": "vamp", "r_entropy": 0.5}
+    straight = IntroVaePopulationRun(config)
+    straight.train_interval(interrupted_at)
+    expected = straight.train_interval(110 - interrupted_at)
+    interrupted = IntroVaePopulationRun(config)
+    interrupted.train_interval(interrupted_at)
+    interrupted.save(tmp_path)
+    resumed = IntroVaePopulationRun(config)
+    resumed.restore(tmp_path)
+    again = resumed.train_interval(110 - interrupted_at)
+    assert [without_rates(m) for m in again] == [without_rates(m) for m in expected]
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+    assert [without_rates(m) for m in resumed.evaluate_histograms()] == \
+        [without_rates(m) for m in straight.evaluate_histograms()]
+
+
+def test_a_members_evaluation_is_its_lone_runs():
+    """Same keys as a lone run's final report, same values to float tolerance (the evaluation draws from the
+    member's own generator, as the lone run's does)."""
+    config = {**TINY, **MEMBERS, "prior": "mog", "r_entropy": 0.5, "num_vae": 10, "steps": 20}
+    population = IntroVaePopulationRun(config)
+    population.train_interval(20)
+    reports = population.evaluate_final()
+    for p, lone in enumerate(lone_runs(config)):
+        lone.train_interval(20)
+        full = lone.evaluate_final()
+        assert set(reports[p]) == set(full)  # every key of a lone report, no other
+        expected = without_rates(full)
+        for key, value in expected.items():
+            if isinstance(value, list):
+                assert torch.allclose(torch.tensor(reports[p][key]), torch.tensor(value), rtol=1e-3, atol=1e-4), key
+            else:
+                assert reports[p][key] == pytest.approx(value, rel=1e-3, abs=1e-6), (p, key)
+
+
+def test_member_lists_are_zipped_and_a_single_entry_is_shared():
+    configs = member_configs({"seeds": [4, 5], "beta_kls": [0.3], "prior": "mog"})
+    assert [(c["seed"], c["beta_kl"], c["prior"]) for c in configs] == [(4, 0.3, "mog"), (5, 0.3, "mog")]
+    with pytest.raises(ValueError, match="one entry or 3"):
+        member_configs({"seeds": [1, 2, 3], "beta_kls": [0.1, 0.2]})
