@@ -46,10 +46,10 @@ def config(args, prior: str, num_vae: int) -> dict:
             else 0.0, "lr_milestones": "", "device": "cpu"}
 
 
-def member_lists(size: int) -> dict:
+def member_settings(size: int) -> dict:
     """Members differ in seed and β (as a sweep's would): β_kl around the 8Gaussians reference, β_neg = 3·β_kl."""
-    return {"seeds": list(range(size)), "beta_kls": [0.1 + 0.4 * p / max(size - 1, 1) for p in range(size)],
-            "beta_neg_multiples": [3.0]}
+    return {"beta_neg_multiple": 3.0,
+            "members": [{"seed": p, "beta_kl": 0.1 + 0.4 * p / max(size - 1, 1)} for p in range(size)]}
 
 
 def main() -> None:
@@ -75,7 +75,7 @@ def main() -> None:
             for size in args.sizes:
                 # the lone run again beside every population: a shared machine's load drifts between measurements
                 lone = iterations_per_second(IntroVaeRun(config(args, prior, num_vae)), args.seconds)
-                run = IntroVaePopulationRun({**config(args, prior, num_vae), **member_lists(size)})
+                run = IntroVaePopulationRun({**config(args, prior, num_vae), **member_settings(size)})
                 stacked = size * iterations_per_second(run, args.seconds)
                 print(f"| {prior} | {stage} | {size} | {stacked:.1f} | {lone:.1f} | {stacked / lone:.2f}× |",
                       flush=True)

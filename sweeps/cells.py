@@ -1,6 +1,6 @@
-"""Grid cells of a trial, and the results-table row of one. A trial is one cell, or, on the population engine
-(trainables/bias_grid_population.py), one cell per member: its result carries a `population` list of member metrics,
-its config a `betas` list and, when it trains several seeds, a `seeds` list (members seed-major). Tracking and the
+"""Grid cells of a trial, and the results-table row of one. A trial is one cell, or, on a population engine
+(trainables/bias_grid_population.py, trainables/introvae_population.py), one cell per member: its result carries a
+`population` list of member metrics, its config the members (`member_cells`). Tracking and the
 results table work per cell, so a cell looks the same whichever engine ran it. Ray-free, so benchmarks/run_cells.py
 writes the same rows where Ray is not installed."""
 import math
@@ -10,15 +10,28 @@ TABLE_METRIC_PREFIXES = ("train/", "val/", "eval/", "plot/")  # plot/*: small ar
 NODE_FIELDS = {"node_id": "priorsweep.node_id", "node_ip": "priorsweep.node_ip"}
 
 
+def member_cells(config: dict) -> list[dict] | None:
+    """The cell config of each member of a population trial, in member order; None for a one-cell trial.
+
+    Two forms: the β × bias engine's `betas` (and `seeds`) lists, members seed-major; any other engine's `members`,
+    one dict of the keys each member sets (trainables/introvae_population.py)."""
+    if "members" in config:
+        base = {k: v for k, v in config.items() if k != "members"}
+        return [{**base, **member} for member in config["members"]]
+    if "betas" in config:
+        base = {k: v for k, v in config.items() if k not in ("betas", "seeds")}
+        seeds = config.get("seeds") or [config.get("seed", 0)]
+        return [{**base, "seed": seed, "beta": beta} for seed in seeds for beta in config["betas"]]
+    return None
+
+
 def trial_cells(trial_id: str, config: dict, result: dict | None) -> list[tuple[str, dict, dict]]:
     """(cell id, cell config, cell metrics) for every cell a trial covers."""
     result = result or {}
-    if "betas" not in config:
+    cells = member_cells(config)
+    if cells is None:
         return [(trial_id, config, result)]
     common = {k: v for k, v in result.items() if k != "population"}
-    base = {k: v for k, v in config.items() if k not in ("betas", "seeds")}
-    seeds = config.get("seeds") or [config.get("seed", 0)]
-    cells = [{**base, "seed": seed, "beta": beta} for seed in seeds for beta in config["betas"]]
     if len(cells) == 1:  # a population of one is the lone case: the trial is its cell, and reports as one
         return [(trial_id, cells[0], {**common, **(result.get("population") or [{}])[0]})]
     members = result.get("population") or [{} for _ in cells]

@@ -60,7 +60,13 @@ class PruningAwareOptunaSearch(OptunaSearch):
                 return Searcher.FINISHED
         return super().suggest(trial_id)
 
+    def on_trial_result(self, trial_id: str, result: dict):
+        if trial_id in self._ot_trials:  # else a trial restored by Tune whose Optuna trial this searcher never saw
+            super().on_trial_result(trial_id, result)  # (its saved state was unreadable): nothing to tell Optuna
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id not in self._ot_trials:
+            return
         if trial_id not in self.ledger or trial_id in self._completed_trials or error:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]

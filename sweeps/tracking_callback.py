@@ -17,7 +17,7 @@ from ray.tune import Callback
 from analysis.trial_figures import TRIAL_FIGURE_DIR, has_trial_figure, trial_figure
 from sweeps.cells import node_tags, trial_cells
 from sweeps.results_table import cell_status
-from tracking.journal import JOURNAL_FILE, JournalWriter, recorded_points
+from tracking.journal import JOURNAL_FILE, JournalWriter, RecordedFronts
 from tracking.run_layout import flatten_params, numeric_metrics
 from tracking.writer import MlflowWriter, preload_in_writers
 
@@ -42,10 +42,9 @@ class TrialTrackingCallback(Callback):
         self.log_checkpoints = log_checkpoints
         self.full_config = full_config or dict  # cell config -> every key with its default (the run's params)
         self.started: set[str] = set(writer.run_ids)  # on --resume, cells that already have a run
-        # (step, metric) points already recorded per cell. A trial restored from a checkpoint (a resumed sweep, a
-        # restart under --max-failures) reports again the steps after it; each point is recorded once, first value
-        # kept, so no curve gets a step twice.
-        self.recorded: dict[str, set[tuple[int, str]]] = recorded_points(self.journal.path)
+        # how far each cell's curves are recorded (on --resume, from the journal): a restored trial's repeated
+        # reports add nothing twice
+        self.recorded = RecordedFronts.from_journal(self.journal.path)
 
     def _start(self, cell: str, config: dict) -> None:
         if cell not in self.started:
@@ -63,9 +62,7 @@ class TrialTrackingCallback(Callback):
         for cell, config, metrics in trial_cells(trial.trial_id, trial.config, result):
             self._start(cell, config)
             step = int(metrics.get("step", metrics.get("training_iteration", 0)))
-            seen = self.recorded.setdefault(cell, set())
-            values = {key: value for key, value in numeric_metrics(metrics).items() if (step, key) not in seen}
-            seen.update((step, key) for key in values)
+            values = self.recorded.new_values(cell, step, numeric_metrics(metrics))
             if values:
                 self.journal.metrics(cell, step, timestamp, values)
                 self.writer.log_metrics(cell, step, timestamp, values)

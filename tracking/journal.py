@@ -77,11 +77,37 @@ def drop_cut_last_line(path: Path) -> None:
             journal.truncate(lines.rfind(b"\n") + 1)
 
 
-def recorded_points(path: Path) -> dict[str, set[tuple[int, str]]]:
-    """Per cell, the (step, metric) points the journal holds: what a resumed trial reporting them again must not
-    record twice."""
-    return {cell: {(step, key) for key, points in record.metrics.items() for step in points}
-            for cell, record in read_journal(path).cells.items()}
+class RecordedFronts:
+    """Where each cell's metric curves have got to: its newest step and the metrics recorded at it.
+
+    A trial reports its steps in increasing order; restored from a checkpoint (a resumed sweep, a restart after a
+    failure) it reports again the steps after that checkpoint, all at or behind this front. `new_values` keeps
+    what lies ahead of it, so every (step, metric) point is recorded once, the first value kept. One step and its
+    keys per cell: memory does not grow with a trial's reports."""
+
+    def __init__(self, fronts: dict[str, tuple[int, set[str]]] | None = None):
+        self.fronts = fronts or {}
+
+    @classmethod
+    def from_journal(cls, path: Path) -> "RecordedFronts":
+        fronts = {}
+        for cell, record in read_journal(path).cells.items():
+            steps = {step for points in record.metrics.values() for step in points}
+            if steps:
+                newest = max(steps)
+                fronts[cell] = (newest, {key for key, points in record.metrics.items() if newest in points})
+        return cls(fronts)
+
+    def new_values(self, cell: str, step: int, values: dict[str, float]) -> dict[str, float]:
+        newest, keys = self.fronts.get(cell, (-1, set()))
+        if step < newest:
+            return {}
+        if step > newest:
+            keys = set()
+            self.fronts[cell] = (step, keys)
+        fresh = {key: value for key, value in values.items() if key not in keys}
+        keys.update(fresh)
+        return fresh
 
 
 class JournalError(ValueError):

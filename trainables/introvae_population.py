@@ -1,9 +1,10 @@
 """The 2D Soft-IntroVAE population engine: many IntroVaeRun members trained together as stacked networks.
 
 Members differ in seed, β_rec, β_kl, β_neg (or β_neg_multiple) and dataset; everything else, the prior kind included
-(standard, mog or vamp: one per population), is shared. The config is a lone 2D config (trainables/introvae.py) plus
-member lists zipped together, one entry per member (a list of one is shared by all): `seeds`, `datasets`,
-`beta_recs`, `beta_kls`, `beta_negs`, `beta_neg_multiples`.
+(standard, mog or vamp: one per population), is shared. The config is a lone 2D config (trainables/introvae.py)
+whose `members` lists what each member sets, e.g. {"prior": "mog", "members": [{"seed": 0, "dataset": "rings"},
+{"seed": 1, "dataset": "rings"}]}: the form a sweep's population trials take (sweeps/studies/introvae_2d.py), and
+what sweeps/cells.py splits back into one row per member.
 
 Each member is built by its own lone `IntroVaeRun` (kept in `members`): its initial weights, its prior (data
 initialisation included) and its torch.Generator, seeded and advanced exactly as the lone run's. The population
@@ -32,7 +33,8 @@ from models.soft_intro_population_objectives import (
     warmup_loss,
 )
 from trainables.config import ConfigError
-from trainables.introvae import IntroVaeRun
+from trainables.introvae import IntroVaeRun, train_introvae
+from trainables.introvae import validate_config as validate_lone
 from trainables.soft_intro import ThreePlayers
 from trainables.trial_loop import (
     Checkpointed,
@@ -43,22 +45,32 @@ from trainables.trial_loop import (
     trial_device,
 )
 
-# member list -> the lone config key each entry sets
-MEMBER_LISTS = {"seeds": "seed", "datasets": "dataset", "beta_recs": "beta_rec", "beta_kls": "beta_kl",
-                "beta_negs": "beta_neg", "beta_neg_multiples": "beta_neg_multiple"}
-
 
 def member_configs(config: dict) -> list[dict]:
-    """The lone config of every member: the shared keys, and entry p of each member list (zipped)."""
-    lists = {key: list(value) for key, value in config.items() if key in MEMBER_LISTS}
-    if any(not isinstance(v, list) or not v for v in lists.values()):
-        raise ConfigError(f"member lists ({', '.join(MEMBER_LISTS)}) must be non-empty lists")
-    size = max((len(v) for v in lists.values()), default=1)
-    uneven = sorted(k for k, v in lists.items() if len(v) not in (1, size))
-    if uneven:
-        raise ConfigError(f"member lists {uneven} must have one entry or {size} (one per member)")
-    shared = {k: v for k, v in config.items() if k not in MEMBER_LISTS}
-    return [{**shared, **{MEMBER_LISTS[k]: v[p % len(v)] for k, v in lists.items()}} for p in range(size)]
+    """The lone config of every member: the shared keys with each entry of `members` (the keys that member sets)."""
+    members = config.get("members")
+    if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
+        raise ConfigError("config key 'members' must be a non-empty list of per-member settings (dicts)")
+    shared = {k: v for k, v in config.items() if k != "members"}
+    return [{**shared, **member} for member in members]
+
+
+def validate_config(config: dict) -> dict:
+    """A 2D trial's config: one run's (trainables/introvae.py), or a population's (`members`), each member a valid
+    run of the one prior kind the population shares."""
+    if "members" not in config:
+        return validate_lone(config)
+    members = [validate_lone(member) for member in member_configs(config)]
+    if len({member["prior"] for member in members}) > 1:
+        raise ConfigError("a population trains one prior kind: 'prior' must be the same for every member")
+    return {**config, "members": [dict(m) for m in config["members"]]}
+
+
+def train_introvae_2d(config: dict, sink=None) -> None:
+    """The 2D study's Ray Tune function trainable: a population when the config lists `members`, else one run."""
+    if "members" in config:
+        return train_introvae_population(config, sink)
+    return train_introvae(config, sink)
 
 
 class IntroVaePopulationRun(ThreePlayers, Checkpointed):

@@ -121,12 +121,39 @@ def best_with_all_seeds(frame, sweep):
     return settings, configs
 
 
+def add_engine_flags(group) -> None:
+    group.add_argument("--population-size", type=int, default=1,
+                       help="runs trained together per trial, stacked (population engine; one prior kind per "
+                            "population): the cells of each prior in groups of this size. Default 1: one run per "
+                            "trial. Pays on a GPU, where one small run leaves it idle; on a CPU it is no faster "
+                            "(benchmarks/RESULTS.md)")
+
+
+def population_trials(cells: list[dict], axes: dict, args) -> list[dict]:
+    """Cells as trials: one each, or per prior kind in populations of --population-size (trainables/
+    introvae_population.py), each member keeping the keys in which it differs from the rest."""
+    size = getattr(args, "population_size", 1) or 1
+    if size < 1:
+        raise SweepError(f"--population-size must be >= 1, got {size}")
+    if size == 1:
+        return cells
+    trials = []
+    for prior in axes["prior"]:
+        same_prior = [cell for cell in cells if cell["prior"] == prior]
+        for start in range(0, len(same_prior), size):
+            group = same_prior[start:start + size]
+            shared = {k: v for k, v in group[0].items() if all(cell.get(k) == v for cell in group)}
+            trials.append(group[0] if len(group) == 1 else
+                          {**shared, "members": [{k: v for k, v in c.items() if k not in shared} for c in group]})
+    return trials
+
+
 STUDY = Study(
     name="introvae",
     description=DESCRIPTION,
     cell_config="trainables.introvae",
-    trainable="trainables.introvae:train_introvae",
-    trial_config=None,
+    trainable="trainables.introvae_population:train_introvae_2d",
+    trial_config="trainables.introvae_population",
     axes=(
         Axis("dataset", "--dataset", str, "2D datasets (several allowed)", choices=ALL_2D),
         Axis("prior", "--prior", str, "priors (several allowed)", choices=ALL_PRIORS),
@@ -151,4 +178,6 @@ STUDY = Study(
     searches={"grid": ("the paper's β grid at the first seed, then the best setting of each dataset × prior with "
                        "every seed", "sweeps.studies.introvae_2d:beta_grid_then_seeds")},
     renamed_flags={"steps": ("--iterations",)},
+    add_engine_flags=add_engine_flags,
+    trials=population_trials,
 )

@@ -86,3 +86,26 @@ def test_grid_search_phase_two_runs_each_cells_best_betas_with_every_seed(local_
     assert sorted(frame["seed"]) == [0, 1] and (frame["status"] == "completed").all()
     assert (frame["beta_rec"] == 1.0).all() and (frame["beta_kl"] == 1.0).all()
     assert (frame["beta_neg_multiple"] == 1).all()
+
+
+def test_a_population_sweep_gives_every_cell_its_row_run_and_history(local_ray, tmp_path):
+    """--population-size 2: per prior, the two seeds train stacked in one trial (trainables/introvae_population.py);
+    the table, MLflow and the 2D table still have one row and one child run per cell."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert introvae_main(["--preset", "smoke", "--prior", "standard", "mog", "--seeds", "0", "1",
+                          "--population-size", "2", "--name", "p", "--out", str(tmp_path), "--mlflow-uri", uri]) == 0
+    out = tmp_path / "introvae" / "p"
+    table = pd.read_parquet(out / "results.parquet")
+    assert sorted(zip(table["prior"], table["seed"], strict=True)) == [("mog", 0), ("mog", 1), ("standard", 0),
+                                                                       ("standard", 1)]
+    assert (table["status"] == "completed").all() and table["eval/kl"].notna().all()
+    assert table["trial_id"].str.rsplit("-", n=1).str[0].nunique() == 2  # two trials, one per prior
+    # members differ in seed, so their models (and their figures of merit) differ
+    assert table.groupby("prior")["eval/kl"].nunique().eq(2).all()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("introvae")
+    children = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''")
+    assert sorted(c.data.tags["priorsweep.trial_id"] for c in children) == sorted(table["trial_id"])
+    for child in children:
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "eval/kl")] == [30, 60]
+        assert child.data.params["seed"] in ("0", "1")

@@ -14,13 +14,15 @@ import pytest
 import torch
 
 from trainables.introvae import IntroVaeRun
-from trainables.introvae_population import IntroVaePopulationRun, member_configs
+from trainables.introvae_population import IntroVaePopulationRun, member_configs, validate_config
 
 # tiny: width 16, batch 32, K 4; num_vae 104 puts the VampPrior's conversion at iteration 4 (num_vae − 100) and the
 # first introspective iteration (clipping bounds frozen) at 104
 TINY = {"num_vae": 104, "steps": 110, "batch_size": 32, "hidden_width": 16, "num_components": 4, "lr_milestones": "",
         "learning_rate": 1e-3, "eval_points": 200, "gnelbo_grid": 16, "gnelbo_data_points": 64, "density_image": 8}
-MEMBERS = {"seeds": [0, 1, 2], "beta_recs": [0.2, 0.5, 1.0], "beta_kls": [0.3, 0.1, 0.5], "beta_negs": [0.9, 0.6, 1.5]}
+MEMBERS = {"members": [{"seed": 0, "beta_rec": 0.2, "beta_kl": 0.3, "beta_neg": 0.9},
+                       {"seed": 1, "beta_rec": 0.5, "beta_kl": 0.1, "beta_neg": 0.6},
+                       {"seed": 2, "beta_rec": 1.0, "beta_kl": 0.5, "beta_neg": 1.5}]}
 PARAMETER_TOLERANCE = {"atol": 5e-5, "rtol": 1e-4}
 LOSS_TOLERANCE = 2e-4  # relative
 
@@ -52,7 +54,9 @@ def assert_same_losses(population_metrics: dict, lone_metrics: dict, where) -> N
 
 @pytest.mark.parametrize("setting", [
     {"prior": "standard"},
-    {"prior": "mog", "r_entropy": 0.5, "datasets": ["8gaussians", "rings", "2spirals"]},
+    {"prior": "mog", "r_entropy": 0.5, "members": [
+        {**member, "dataset": dataset}
+        for member, dataset in zip(MEMBERS["members"], ("8gaussians", "rings", "2spirals"), strict=True)]},
     {"prior": "mog", "r_entropy": 0.5, "prior_mode": "fixed"},
     {"prior": "vamp", "vamp_to_mog": True, "r_entropy": 0.5},
 ], ids=["standard", "mog", "mog-fixed", "vamp-to-mog"])
@@ -138,8 +142,12 @@ def test_a_members_evaluation_is_its_lone_runs():
                 assert reports[p][key] == pytest.approx(value, rel=1e-3, abs=1e-6), (p, key)
 
 
-def test_member_lists_are_zipped_and_a_single_entry_is_shared():
-    configs = member_configs({"seeds": [4, 5], "beta_kls": [0.3], "prior": "mog"})
-    assert [(c["seed"], c["beta_kl"], c["prior"]) for c in configs] == [(4, 0.3, "mog"), (5, 0.3, "mog")]
-    with pytest.raises(ValueError, match="one entry or 3"):
-        member_configs({"seeds": [1, 2, 3], "beta_kls": [0.1, 0.2]})
+def test_members_set_their_own_keys_over_the_shared_ones_and_one_prior_kind_is_checked():
+    configs = member_configs({"prior": "mog", "beta_kl": 0.3, "members": [{"seed": 4}, {"seed": 5, "beta_kl": 0.1}]})
+    assert [(c["seed"], c["beta_kl"], c["prior"]) for c in configs] == [(4, 0.3, "mog"), (5, 0.1, "mog")]
+    with pytest.raises(ValueError, match="non-empty list"):
+        member_configs({"prior": "mog", "members": []})
+    with pytest.raises(ValueError, match="one prior kind"):
+        validate_config({"members": [{"prior": "mog"}, {"prior": "vamp"}]})
+    with pytest.raises(ValueError, match="beta_kl"):
+        validate_config({"members": [{"beta_kl": -1.0}]})  # every member checked as a lone run

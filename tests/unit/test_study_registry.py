@@ -101,3 +101,21 @@ def test_the_image_protocol_runs_each_learned_prior_setting_and_the_standard_pri
     standard = [c for c in sweep.cells if c["prior"] == "standard"]
     assert len(standard) == 3  # K and r_entropy mean nothing to N(0, I): one cell per seed, not 8
     assert len(sweep.cells) == 3 + 2 * (2 * 4 * 3)  # mog and vamp: K ∈ {10, 100} × r ∈ {0, 1, 10, 100} × 3 seeds
+
+
+def test_2d_populations_group_cells_of_one_prior_and_split_back_into_the_same_cells():
+    from argparse import Namespace
+
+    from sweeps.cells import trial_cells
+    from sweeps.studies.introvae_2d import population_trials
+
+    axes = {"dataset": ("rings", "8gaussians"), "prior": ("standard", "mog"), "seed": (0, 1, 2)}
+    cells = [{"dataset": d, "prior": p, "seed": s, "steps": 60} for d in axes["dataset"] for p in axes["prior"]
+             for s in axes["seed"]]
+    trials = population_trials(cells, axes, Namespace(population_size=4))
+    assert [len(t.get("members", [t])) for t in trials] == [4, 2, 4, 2]  # per prior: 6 cells in 4 + 2
+    assert [t["prior"] for t in trials] == ["standard", "standard", "mog", "mog"]  # one prior kind per trial
+    back = [config for trial in trials for _, config, _ in trial_cells("t", trial, {})]
+    key = lambda c: (c["dataset"], c["prior"], c["seed"])  # noqa: E731
+    assert sorted(back, key=key) == sorted(cells, key=key)  # every cell once, with all its keys
+    assert population_trials(cells, axes, Namespace(population_size=1)) == cells

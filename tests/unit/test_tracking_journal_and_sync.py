@@ -5,7 +5,7 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from tracking.journal import JOURNAL_FILE, JournalWriter, read_journal, recorded_points
+from tracking.journal import JOURNAL_FILE, JournalWriter, RecordedFronts, read_journal
 from tracking.run_layout import STATUS_TAG, child_runs, create_child, create_parent, experiment_id
 from tracking.sweep_record import write_sweep_record
 from tracking.sync import sync_sweep
@@ -51,7 +51,17 @@ def test_a_resumed_sweep_appends_after_the_cut_line_and_knows_which_points_it_ho
     resumed.close()
     assert read_journal(path).cells["a"].metrics == {"train/loss": {100: (2.0, 1), 200: (1.0, 2)},
                                                      "val/kl": {100: (0.5, 1)}}
-    assert recorded_points(path) == {"a": {(100, "train/loss"), (100, "val/kl"), (200, "train/loss")}}
+    assert RecordedFronts.from_journal(path).fronts == {"a": (200, {"train/loss"})}
+
+
+def test_a_restored_trial_reporting_its_steps_again_records_each_point_once():
+    fronts = RecordedFronts({"a": (200, {"train/loss"})})  # recorded up to step 200 before the kill
+    assert fronts.new_values("a", 100, {"train/loss": 9.0}) == {}  # replayed from the checkpoint at 100
+    assert fronts.new_values("a", 200, {"train/loss": 9.0, "eval/kl": 0.5}) == {"eval/kl": 0.5}  # only what's new
+    assert fronts.new_values("a", 200, {"eval/kl": 0.7}) == {}
+    assert fronts.new_values("a", 300, {"train/loss": 1.0}) == {"train/loss": 1.0}  # ahead: recorded
+    assert fronts.new_values("b", 100, {"train/loss": 2.0}) == {"train/loss": 2.0}  # cells are separate
+    assert fronts.fronts == {"a": (300, {"train/loss"}), "b": (100, {"train/loss"})}  # one step per cell kept
 
 
 def test_a_broken_line_inside_the_journal_is_one_error_line_saying_how_to_recover(tmp_path, capsys):
