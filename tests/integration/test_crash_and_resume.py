@@ -83,3 +83,14 @@ def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(local_ray
     assert bias_grid_main([*args, "--resume"]) == 0
     table = read_parquet(out_dir / "results.parquet")
     assert len(table) == 4 and table["trial_id"].is_unique and set(kept["trial_id"]) <= set(table["trial_id"])
+    # rows, not just ids: what finished before Ctrl-C keeps its values
+    before = kept.set_index("trial_id")["val/neg_elbo"]
+    assert table.set_index("trial_id").loc[before.index, "val/neg_elbo"].tolist() == before.tolist()
+    # MLflow: the same parent, now finished, with every cell's child once and one history each
+    [parent] = client.search_runs([experiment.experiment_id], "tags.`priorsweep.sweep` = 'ctrl-c'")
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["priorsweep.trial_id"] for c in children) == sorted(table["trial_id"])
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/neg_elbo")]
+        assert sorted(steps) == list(range(500, 3001, 500))

@@ -74,10 +74,12 @@ def test_the_writer_process_ends_when_the_driver_is_killed(tmp_path):
     """)
     process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
                                cwd=Path(__file__).parents[2])
-    writer_pid = int(process.stdout.readline())
-    assert _running(writer_pid)  # alive while the driver is
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    try:
+        writer_pid = int(process.stdout.readline())
+        assert _running(writer_pid)  # alive while the driver is
+    finally:  # pass or fail, the driver this test started ends here
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if not _running(writer_pid):
