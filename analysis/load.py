@@ -40,8 +40,11 @@ def load_mlflow(uri: str, experiment: str, sweep: str | None = None) -> pd.DataF
     """Child runs of one sweep (the newest sweep of the experiment unless `sweep` names one) as a results table."""
     from mlflow.tracking import MlflowClient
 
-    from tracking.run_layout import STATUS_TAG, SWEEP_TAG, TRIAL_ID_TAG
+    from tracking.run_layout import STATUS_TAG, SWEEP_TAG, TRIAL_ID_TAG, tracking_problem
 
+    problem = tracking_problem(uri)  # in seconds, one line: not MLflow's minutes of retries and a traceback
+    if problem:
+        raise ResultsError(problem)
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:

@@ -132,7 +132,9 @@ def add_engine_flags(group) -> None:
 def population_trials(cells: list[dict], axes: dict, args) -> list[dict]:
     """Cells as trials: one each, or per prior kind in populations of --population-size (trainables/
     introvae_population.py), each member keeping the keys in which it differs from the rest."""
-    size = getattr(args, "population_size", 1) or 1
+    size = getattr(args, "population_size", 1)  # absent when a search mode builds its own trials
+    if size is None:
+        size = 1
     if size < 1:
         raise SweepError(f"--population-size must be >= 1, got {size}")
     if size == 1:

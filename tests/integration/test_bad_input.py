@@ -1,6 +1,9 @@
 """Bad input ends with one clear line and exit status 2, before anything starts (nothing is created)."""
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,10 +11,29 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "sweeps" / "bias_grid.py"
 
 
-def run_sweep_script(tmp_path, *args):
-    command = [sys.executable, str(SCRIPT), "--preset", "smoke", "--out", str(tmp_path / "results"),
+def run_sweep_script(tmp_path, *args, script=SCRIPT):
+    command = [sys.executable, str(script), "--preset", "smoke", "--out", str(tmp_path / "results"),
                "--mlflow-uri", f"sqlite:///{tmp_path}/mlflow.db", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    # a Ray started by the script would make its session folder here (a short path: Ray's sockets live in it)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp")) / "ray"
+    environment = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    try:
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=environment)
+        finished.started_ray = ray_tmp.exists()
+        return finished
+    finally:
+        shutil.rmtree(ray_tmp.parent, ignore_errors=True)
+
+
+# refusals that need the cluster's resources: Ray is started (and ended) to learn them
+NEEDS_THE_CLUSTER = ("no node of this cluster can run", "cannot reach the Ray cluster")
+
+
+def assert_nothing_created(tmp_path, finished) -> None:
+    """No results folder, no Tune state, no MLflow database, no Ray session (unless the check needs the cluster)."""
+    assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
+    if not any(reason in finished.stderr for reason in NEEDS_THE_CLUSTER):
+        assert not finished.started_ray
 
 
 @pytest.mark.parametrize("args, message", [
@@ -45,8 +67,33 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     lines = [line for line in finished.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and message in lines[-1], finished.stderr
     assert "Traceback" not in finished.stderr
-    # nothing created: no results folder, no Tune state, no MLflow database
-    assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
+    assert_nothing_created(tmp_path, finished)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prior", "gaussian"], "invalid choice"),
+    (["--seeds", "0", "0"], "--seeds lists a value twice"),
+    (["--population-size", "0"], "--population-size must be >= 1"),
+    (["--num-vae", "100", "--steps", "50"], "'num_vae' must be <= steps"),
+    (["--mlflow-uri", "http://127.0.0.1:9"], "cannot reach MLflow tracking server"),
+])
+def test_bad_input_to_the_soft_introvae_sweep_is_one_line_and_exit_2(tmp_path, args, message):
+    finished = run_sweep_script(tmp_path, *args, script=SCRIPT.with_name("introvae_prior.py"))
+    assert finished.returncode == 2 and "Traceback" not in finished.stderr
+    assert message in finished.stderr.strip().splitlines()[-1], finished.stderr
+    assert_nothing_created(tmp_path, finished)
+
+
+def test_bad_input_to_analysis_is_one_line_and_exit_2_and_writes_nothing(tmp_path):
+    (tmp_path / "not-a-table.parquet").write_bytes(b"PAR1 cut")
+    for args in (["heatmaps", "--results", str(tmp_path / "missing")],
+                 ["tables", "--results", str(tmp_path / "not-a-table.parquet")],
+                 ["heatmaps", "--mlflow-uri", "http://127.0.0.1:9", "--experiment", "bias_grid"]):
+        finished = subprocess.run([sys.executable, "-m", "analysis", *args, "--out", str(tmp_path / "results")],
+                                  capture_output=True, text=True, timeout=120, cwd=SCRIPT.parents[1])
+        lines = finished.stderr.strip().splitlines()
+        assert finished.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), (args, finished.stderr)
+    assert not (tmp_path / "results").exists()
 
 
 def test_unknown_flag_and_preset_are_refused_by_the_parser(tmp_path):

@@ -1,31 +1,45 @@
-"""GPU scheduling with logical GPUs (`ray.init(num_gpus=…)`): fractions are honoured, and without CUDA the
+"""GPU scheduling with a logical GPU (`ray.init(num_gpus=…)`): fractions are honoured, and without CUDA the
 trials fall back to the CPU instead of failing."""
+import json
+
 import pandas as pd
 import pytest
 import ray
 import torch
 
 from sweeps.bias_grid import main as bias_grid_main
+from tracking.journal import JOURNAL_FILE
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ray_with_logical_gpus():
+def ray_with_one_logical_gpu():
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
 
-def test_fractional_gpu_trials_run_and_fall_back_to_cpu(ray_with_logical_gpus, tmp_path):
+def test_half_gpu_trials_share_one_gpu_at_the_same_time_and_fall_back_to_cpu(ray_with_one_logical_gpu, tmp_path):
+    """Two population trials asking 0.5 GPU each on a one-GPU Ray: both are granted GPU 0 and run at once (their
+    report times interleave); without CUDA each trains on the CPU instead of failing."""
     code = bias_grid_main(["--preset", "smoke", "--name", "gpu", "--out", str(tmp_path), "--no-mlflow",
-                           "--cpus-per-trial", "0.5", "--gpus-per-trial", "0.5", "--steps", "50",
-                           "--report-every", "50"])
+                           "--cpus-per-trial", "0.5", "--gpus-per-trial", "0.5", "--steps", "1500",
+                           "--report-every", "300"])
     assert code == 0
-    table = pd.read_parquet(tmp_path / "bias_grid" / "gpu" / "results.parquet")
+    out = tmp_path / "bias_grid" / "gpu"
+    table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 4 and (table["status"] == "completed").all()
-    assert table["gpu_ids"].str.len().gt(0).all()  # every trial was granted a (logical) GPU share
-    assert set(table["gpu_ids"]) <= {"0", "1"}
+    assert (table["gpu_ids"] == "0").all()  # both trials were granted a share of the one GPU
     assert (table["device"] == ("cuda" if torch.cuda.is_available() else "cpu")).all()
+    # at the same time: each trial's first report comes before the other's last
+    times: dict[str, list[int]] = {}
+    for line in (out / JOURNAL_FILE).read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "metrics":
+            times.setdefault(event["cell"].rsplit("-", 1)[0], []).append(event["time"])
+    assert len(times) == 2
+    first, second = times.values()
+    assert min(first) < max(second) and min(second) < max(first)
