@@ -180,21 +180,21 @@ def soft_clip_logvar(logvar: torch.Tensor, low: torch.Tensor, high: torch.Tensor
     return torch.where(high == low, high.expand_as(logvar), clipped)
 
 
-class MixturePrior(nn.Module):
-    """Shared mixture maths; subclasses provide `raw_components()` -> (mu (K, d), logvar (K, d))."""
+class MixtureWeights(nn.Module):
+    """A mixture's weights, softmax(logits) or uniform, and its clipping-bound buffers: one member's (K,) logits
+    here, a population's (P, K) in models/soft_intro_population.py. Subclasses give `raw_components()`."""
 
     is_mixture = True
 
-    def __init__(self, num_components: int, latent_dim: int, learnable_weights: bool):
+    def __init__(self, logits: torch.Tensor, latent_dim: int, learnable_weights: bool):
         super().__init__()
-        self.num_components, self.latent_dim = num_components, latent_dim
-        self.logits = nn.Parameter(torch.zeros(num_components), requires_grad=learnable_weights)
-        self.weights_learned = learnable_weights
-        self.register_buffer("clip_low", torch.empty(0))
-        self.register_buffer("clip_high", torch.empty(0))
-        self.clipping_enabled = True
+        self.num_components, self.latent_dim = logits.shape[-1], latent_dim
+        self.logits = nn.Parameter(logits.detach().clone(), requires_grad=learnable_weights)  # ([P,] K)
+        self.weights_learned = learnable_weights  # not logits.requires_grad, which freezing turns off
+        # frozen at the first introspective step ((d,), or (P, d)); empty until then
+        self.register_buffer("clip_low", torch.empty(0, device=logits.device))
+        self.register_buffer("clip_high", torch.empty(0, device=logits.device))
 
-    # ---- components -----------------------------------------------------------------------------------------
     def raw_components(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
@@ -203,7 +203,17 @@ class MixturePrior(nn.Module):
         return self.weights_learned
 
     def log_weights(self) -> torch.Tensor:
-        return mixture_log_weights(self.logits, self.weights_learned)
+        return mixture_log_weights(self.logits, self.weights_learned)  # ([P,] K)
+
+
+class MixturePrior(MixtureWeights):
+    """Shared mixture maths; subclasses provide `raw_components()` -> (mu (K, d), logvar (K, d))."""
+
+    def __init__(self, num_components: int, latent_dim: int, learnable_weights: bool):
+        super().__init__(torch.zeros(num_components), latent_dim, learnable_weights)
+        self.clipping_enabled = True
+
+    # ---- components -----------------------------------------------------------------------------------------
 
     def components(self, detached: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mu (K, d), logvar (K, d) after clipping, log w (K,)): every read of the prior goes through here.

@@ -22,12 +22,12 @@ from models.priors import (
     LOG_2PI,
     NUM_KL_SAMPLES,
     MixtureOfGaussiansPrior,
+    MixtureWeights,
     StandardNormalPrior,
     VampPrior,
     diagonal_gaussian_log_prob,
     mixture_joint_log_prob,
     mixture_log_prob_and_usage,
-    mixture_log_weights,
     soft_clip_logvar,
 )
 
@@ -89,29 +89,9 @@ class StackedStandardPrior(nn.Module):
         return -0.5 * (LOG_2PI + z.pow(2)).sum(dim=-1)
 
 
-class StackedMixturePrior(nn.Module):
-    """The shared maths of stacked MoGs and VampPriors; subclasses give raw_components() -> (P, K, d) twice."""
-
-    is_mixture = True
-
-    def __init__(self, logits: torch.Tensor, latent_dim: int, learnable_weights: bool):
-        super().__init__()
-        self.num_components, self.latent_dim = logits.shape[-1], latent_dim
-        self.logits = nn.Parameter(logits.detach().clone(), requires_grad=learnable_weights)  # (P, K)
-        self.weights_learned = learnable_weights
-        # per member (P, d), frozen at the first introspective step; empty until then (as the lone prior's)
-        self.register_buffer("clip_low", torch.empty(0, device=logits.device))
-        self.register_buffer("clip_high", torch.empty(0, device=logits.device))
-
-    def raw_components(self) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    @property
-    def learnable_weights(self) -> bool:
-        return self.weights_learned
-
-    def log_weights(self) -> torch.Tensor:
-        return mixture_log_weights(self.logits, self.weights_learned)  # (P, K)
+class StackedMixturePrior(MixtureWeights):
+    """The shared maths of stacked MoGs and VampPriors (logits (P, K), clipping bounds (P, d)); subclasses give
+    raw_components() -> (P, K, d) twice."""
 
     def components(self, detached: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.raw_components()  # (P, K, d) each
