@@ -85,9 +85,9 @@ def interval_means(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     return {key: torch.stack([p[key] for p in parts if key in p]).mean(dim=0) for key in parts[-1]}
 
 
-def plain_number(value):
-    """numpy and torch scalars in a report, as JSON numbers."""
-    return value.item() if hasattr(value, "item") else str(value)
+def plain_value(value):
+    """numpy and torch scalars and arrays in a report, as JSON numbers and lists."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 REPORT_FILE = "report.json"  # beside the run's state in each checkpoint: the report the checkpoint went with
@@ -120,7 +120,7 @@ class TuneSink:
             return
         with tempfile.TemporaryDirectory() as directory:
             run.save(directory)
-            (Path(directory) / REPORT_FILE).write_text(json.dumps(metrics, default=plain_number))
+            (Path(directory) / REPORT_FILE).write_text(json.dumps(metrics, default=plain_value))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
