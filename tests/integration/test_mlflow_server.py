@@ -73,9 +73,9 @@ def test_a_sweep_lands_as_one_parent_with_a_child_per_cell(server, local_ray, tm
     trials = sorted({cell.rsplit("-", 1)[0] for cell in table["trial_id"]})
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "checkpoints")] == \
         [f"checkpoints/{trial}" for trial in trials]
-    for trial in trials:
-        assert [a.path for a in client.list_artifacts(parent.info.run_id, f"checkpoints/{trial}")] == \
-            [f"checkpoints/{trial}/population.pt"]
+    for trial in trials:  # the state and the report it went with (trainables/trial_loop.py)
+        assert sorted(a.path for a in client.list_artifacts(parent.info.run_id, f"checkpoints/{trial}")) == \
+            [f"checkpoints/{trial}/population.pt", f"checkpoints/{trial}/report.json"]
     local_copy = client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path))
     assert "server-smoke" in Path(local_copy).read_text() and "data:image/png;base64," in Path(local_copy).read_text()
 
