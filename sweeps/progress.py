@@ -16,8 +16,9 @@ from sweeps.progress_text import trial_progress
 
 
 class ProgressCallback(Callback):
-    def __init__(self, label, every_s: float, keys: tuple[str, ...] = ()):
+    def __init__(self, label, every_s: float, keys: tuple[str, ...] = (), total: int = 0):
         self.label = label  # cell config -> its name, as in the results table
+        self.total = total  # the sweep's trials (Tune creates them a few at a time, so its list is shorter at first)
         self.every_s = every_s
         self.keys = keys  # the study's progress metrics
         self.latest: dict[str, tuple[str, str]] = {}  # trial id -> (label, progress text)
@@ -46,7 +47,8 @@ class ProgressCallback(Callback):
         running = {t.trial_id for t in trials if t.status == "RUNNING"} | {trial.trial_id}
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         lines = [f"  {label}: {text}" for trial_id, (label, text) in self.latest.items() if trial_id in running]
-        print(f"[progress {time.strftime('%H:%M:%S')}] {len(running)} running, {done}/{len(trials)} trials done\n"
+        total = max(self.total, len(trials))
+        print(f"[progress {time.strftime('%H:%M:%S')}] {len(running)} running, {done}/{total} trials done\n"
               + "\n".join(lines), flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -179,7 +179,7 @@ def run_sweep(
         table = ResultsTableCallback(settings.out_dir / RESULTS_FILE, settings.study, settings.name, trial_label,
                                      total_trials, early_stopped, tracking.run_ids, settings.headline)
         interrupt = InterruptWatch()
-        progress = ProgressCallback(trial_label, settings.progress_every_s, settings.progress_keys)
+        progress = ProgressCallback(trial_label, settings.progress_every_s, settings.progress_keys, num_samples)
         callbacks = [tracking.callback, table, progress, disk, interrupt]
         tuner = new_or_restored_tuner(settings, trainable, param_space, callbacks, search_alg, scheduler, metric,
                                       mode, num_samples)
