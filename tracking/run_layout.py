@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tracking.secrets import redact, without_user_info
@@ -41,8 +42,18 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
+    """The experiment's id, created on first use. Two sweeps of a study starting together against one server can
+    both find it missing: the one whose create loses (the name is unique in MLflow's database) takes the winner's."""
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name, tags=EXPERIMENT_KIND)
+    if found:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, tags=EXPERIMENT_KIND)
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:  # the create failed for another reason
+            raise
+        return found.experiment_id
 
 
 def find_parent(client: MlflowClient, experiment: str, sweep: str) -> str | None:

@@ -108,3 +108,28 @@ def test_sync_adds_only_what_a_half_logged_sweep_lacks(tmp_path):
     assert counts.runs_created == 1 and counts.metric_points == 12 - 1
     assert [m.step for m in client.get_metric_history(c0, "train/loss")] == [10, 20, 30]
     assert len(child_runs(client, experiment, parent)) == 2
+
+
+def test_sweeps_starting_together_share_one_experiment_instead_of_failing(tmp_path):
+    """Eight clients create the same experiment at once on one database (four sweeps of a study started together
+    found this on a real server): every one gets the same id, none fails."""
+    import threading
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(tracking_uri=uri).search_experiments()  # the schema first: its migration is not the race here
+    start, ids, errors = threading.Barrier(8), [], []
+
+    def create():
+        client = MlflowClient(tracking_uri=uri)
+        start.wait()
+        try:
+            ids.append(experiment_id(client, "study"))
+        except Exception as error:  # noqa: BLE001 (collected, asserted below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(ids) == 8 and len(set(ids)) == 1
