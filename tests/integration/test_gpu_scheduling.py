@@ -24,10 +24,12 @@ def ray_with_one_logical_gpu():
 
 def test_half_gpu_trials_share_one_gpu_at_the_same_time_and_fall_back_to_cpu(ray_with_one_logical_gpu, tmp_path):
     """Two population trials asking 0.5 GPU each on a one-GPU Ray: both are granted GPU 0 and run at once (their
-    report times interleave); without CUDA each trains on the CPU instead of failing."""
+    report times interleave); without CUDA each trains on the CPU instead of failing. 8,000 steps: a trial lasts
+    well beyond the seconds Tune takes to start the next one (at 1,500 steps a fast machine finished the first
+    before the second began)."""
     code = bias_grid_main(["--preset", "smoke", "--name", "gpu", "--out", str(tmp_path), "--no-mlflow",
-                           "--cpus-per-trial", "0.5", "--gpus-per-trial", "0.5", "--steps", "1500",
-                           "--report-every", "300"])
+                           "--cpus-per-trial", "0.5", "--gpus-per-trial", "0.5", "--steps", "8000",
+                           "--report-every", "1000"])
     assert code == 0
     out = tmp_path / "bias_grid" / "gpu"
     table = pd.read_parquet(out / "results.parquet")
