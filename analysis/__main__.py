@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.heatmaps import write_heatmaps
-from analysis.load import RESULTS_FILE, ResultsError, load_mlflow, load_parquet
+from analysis.load import RESULTS_FILE, ResultsError, load_mlflow, load_parquet, write_parquet
 from analysis.tables import write_introvae_tables
 from tracking.secrets import redact
 
@@ -71,13 +71,13 @@ def load_results(args):
         frame = pd.concat([load_parquet(path) for path in args.results], ignore_index=True)
         if len(args.results) > 1:
             args.out.mkdir(parents=True, exist_ok=True)
-            frame.to_parquet(args.out / RESULTS_FILE, index=False)
+            write_parquet(frame, args.out / RESULTS_FILE)
         first = args.results[0]
         return frame, args.out or (first if first.is_dir() else first.parent)
     frame = load_mlflow(args.mlflow_uri, args.experiment, args.sweep)
     out = args.out or Path("results") / args.experiment / str(frame["sweep"].iloc[0])
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out / RESULTS_FILE, index=False)
+    write_parquet(frame, out / RESULTS_FILE)
     return frame, out
 
 

@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.aggregate import cell_summary  # noqa: E402
+from tracking.files import replace_atomically, write_text  # noqa: E402
 
 ROW_AXIS, COLUMN_AXIS = "bias", "beta"
 
@@ -73,7 +74,7 @@ def draw_heatmap(summary: pd.DataFrame, metric: HeatmapMetric, path: Path, title
         seeds = f", mean over {high if low == high else f'{low}–{high}'} seed{'s' if high > 1 else ''}"
     axes.set_title(f"{metric.title}{seeds}\nred hatching: collapsed (no active latent){title_suffix}", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
     plt.close(figure)
     return path
 
@@ -83,7 +84,7 @@ def write_heatmaps(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = bias_grid_summary(frame)
-    summary.to_csv(out_dir / "summary.csv", index=False)
+    replace_atomically(out_dir / "summary.csv", lambda temporary: summary.to_csv(temporary, index=False))
     paths = []
     sections = []
     for metric in BIAS_GRID_METRICS:
@@ -92,5 +93,5 @@ def write_heatmaps(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         name = metric.key.split("/", 1)[1]
         paths.append(draw_heatmap(summary, metric, out_dir / f"heatmap_{name}.png"))
         sections.append(f"### {metric.title}\n\n{pivot(summary, metric.key).to_markdown(floatfmt='.4g')}\n")
-    (out_dir / "summary.md").write_text("rows: training bias μ; columns: β\n\n" + "\n".join(sections))
+    write_text(out_dir / "summary.md", "rows: training bias μ; columns: β\n\n" + "\n".join(sections))
     return paths

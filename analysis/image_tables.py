@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.tables import PRIOR_ORDER, markdown, seed_table  # noqa: E402
+from tracking.files import replace_atomically, write_text  # noqa: E402
 
 ROWS = ["dataset", "prior", "num_components", "r_entropy"]
 COLUMNS = {  # result key -> (column title, factor)
@@ -43,7 +44,7 @@ def fid_figure(table: pd.DataFrame, path: Path) -> Path:
         axis.set_ylabel("FID of generated images")
         axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
     plt.close(figure)
     return path
 
@@ -57,6 +58,6 @@ def write_image_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     table = table.sort_values(ROWS, key=lambda c: c.map(PRIOR_ORDER) if c.name == "prior" else c)
     count = frame["eval/fid_images"].dropna() if "eval/fid_images" in frame else pd.Series(dtype=float)
     note = f"FID on {int(count.max()):,} images (generated or reconstructed vs training)\n\n" if len(count) else ""
-    table.to_csv(out_dir / "table_images.csv", index=False)
-    (out_dir / TABLE_FILE).write_text(note + markdown(table, ROWS, COLUMNS) + "\n")
+    replace_atomically(out_dir / "table_images.csv", lambda temporary: table.to_csv(temporary, index=False))
+    write_text(out_dir / TABLE_FILE, note + markdown(table, ROWS, COLUMNS) + "\n")
     return [out_dir / "table_images.csv", out_dir / TABLE_FILE, fid_figure(table, out_dir / "fid.png")]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.load import RESULTS_FILE, load_parquet, read_sweep_record
+from tracking.files import write_text
 from tracking.run_layout import run_url, ui_base_url
 
 REPORT_FILE = "report.html"
@@ -103,5 +104,5 @@ def write_report(results_dir: str | Path) -> Path:
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(name)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = results_dir / REPORT_FILE
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path

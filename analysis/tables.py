@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tracking.files import replace_atomically, write_text  # noqa: E402
+
 TABLE_COLUMNS = {  # result key -> (column title, factor)
     "eval/kl": ("KL", 1.0),
     "eval/jsd_reference": ("JSD (reference's direction)", 1.0),
@@ -75,7 +77,7 @@ def _panel_grid(done: pd.DataFrame, title: str, path: Path, draw) -> Path:
                 axis.set_ylabel(dataset)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
     plt.close(figure)
     return path
 
@@ -131,7 +133,7 @@ def write_introvae_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path
     table = table_2d(frame)
     paths = []
     if not table.empty:
-        table.to_csv(out_dir / "table_2d.csv", index=False)
-        (out_dir / "table_2d.md").write_text(markdown(table) + "\n")
+        replace_atomically(out_dir / "table_2d.csv", lambda temporary: table.to_csv(temporary, index=False))
+        write_text(out_dir / "table_2d.md", markdown(table) + "\n")
         paths += [out_dir / "table_2d.csv", out_dir / "table_2d.md"]
     return paths + figure_grids(frame, out_dir)

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.tables import FIGURES as DENSITY_PANELS
+from tracking.files import replace_atomically
 
 TRIAL_FIGURE_DIR = "trials"  # under the sweep's results directory: trials/<cell id>.png
 IMAGE_ROWS = ("test images", "reconstructions", "prior samples", "prior modes")
@@ -24,7 +25,7 @@ def has_trial_figure(metrics: dict) -> bool:
 def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=90)
+    replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=90, format="png"))
     return path
 
 

@@ -29,6 +29,11 @@ def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Non
         raise
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """A text file (a table, a summary, a report page), whole or not at all."""
+    replace_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
 def is_disk_full(error: BaseException) -> bool:
     """A write failed for want of space (a full disk or an exhausted quota), wherever it was raised."""
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)

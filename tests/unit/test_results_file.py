@@ -27,3 +27,20 @@ def test_a_table_read_while_it_is_being_replaced_is_always_one_whole_version(tmp
     finally:
         stop.set()
         writer.join()
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_path):
+    from tracking.files import replace_atomically, write_text
+
+    path = tmp_path / "summary.md"
+    write_text(path, "the table as it was\n")
+
+    def half_then_full_disk(temporary):
+        temporary.write_text("the new tab")
+        raise OSError(28, "No space left on device")
+
+    try:
+        replace_atomically(path, half_then_full_disk)
+    except OSError:
+        pass
+    assert path.read_text() == "the table as it was\n" and sorted(p.name for p in tmp_path.iterdir()) == ["summary.md"]
