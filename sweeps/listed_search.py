@@ -46,8 +46,16 @@ class ListedConfigs(Searcher):
         self.configs = list(configs)
         self.next = 0  # index of the next config to suggest
         self.prefix = uuid.uuid4().hex[:5] + "_"  # this sweep's, like Tune's own grid ids
+        self.skipped: set[int] = set()  # positions finished before Tune's saved state was lost
+
+    def continue_without_saved_state(self, prefix: str, finished_positions: set[int]) -> None:
+        """Tune's saved state is gone (cut short on a full disk, with no earlier copy): the list starts again under
+        the sweep's own ids, skipping what finished (sweeps/runner.py)."""
+        self.prefix, self.skipped, self.next = prefix, set(finished_positions), 0
 
     def suggest(self, trial_id: str) -> dict | str:
+        while self.next in self.skipped:
+            self.next += 1
         if self.next >= len(self.configs):
             return Searcher.FINISHED
         self.next += 1
@@ -57,10 +65,11 @@ class ListedConfigs(Searcher):
         pass  # nothing to learn: the list is the plan
 
     def get_state(self) -> dict:
-        return {"configs": self.configs, "next": self.next, "prefix": self.prefix}
+        return {"configs": self.configs, "next": self.next, "prefix": self.prefix, "skipped": self.skipped}
 
     def set_state(self, state: dict) -> None:
         self.configs, self.next, self.prefix = state["configs"], state["next"], state["prefix"]
+        self.skipped = state.get("skipped", set())
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as file:

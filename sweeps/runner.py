@@ -16,15 +16,20 @@ import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
+from sweeps.cells import trial_cells  # noqa: E402
 from sweeps.cluster import check_reachable, check_trial_resources, resolve_address  # noqa: E402
 from sweeps.disk_watch import DiskFullWatch  # noqa: E402
 from sweeps.errors import DiskFull, SweepError  # noqa: E402
 from sweeps.interrupt_watch import InterruptWatch  # noqa: E402
+from sweeps.listed_search import ListedTrials  # noqa: E402
 from sweeps.progress import ProgressCallback  # noqa: E402
-from sweeps.results_table import ResultsTableCallback  # noqa: E402
+from sweeps.results_table import (
+    ResultsTableCallback,  # noqa: E402
+    read_rows,  # noqa: E402
+)
 from sweeps.settings import SweepSettings  # noqa: E402
 from sweeps.sweep_session import SweepSession, check_tracking_uri  # noqa: E402
-from sweeps.tune_state import repair_for_restore  # noqa: E402
+from sweeps.tune_state import readable_states, repair_for_restore  # noqa: E402
 from tracking.files import RESULTS_FILE, is_disk_full, write_parquet  # noqa: E402
 from tracking.journal import JOURNAL_FILE, JournalError, read_journal  # noqa: E402
 from tracking.secrets import redact  # noqa: E402
@@ -108,10 +113,31 @@ def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepSe
     return 0 if (frame["status"] != "error").all() else 1
 
 
+def continue_or_start_again(settings: SweepSettings, search_alg) -> bool:
+    """Whether Tune can restore the sweep (True); else a listed grid goes on under its own ids from what the results
+    table and the journal say: the finished trials are skipped, the others run again from their start."""
+    if "://" in settings.storage or readable_states(settings.experiment_path)[0]:
+        return True
+    if not isinstance(search_alg, ListedTrials):
+        raise SweepError(f"the saved state of sweep '{settings.name}' is lost (cut short, and no earlier copy): its "
+                         f"finished trials are in {settings.out_dir}; start a new sweep with another --name")
+    journal = read_journal(settings.out_dir / JOURNAL_FILE)
+    finished = set(read_rows(settings.out_dir / RESULTS_FILE))
+    started = sorted(journal.cells)
+    prefix = started[0].split("_")[0] + "_" if started else search_alg.searcher.prefix
+    configs = search_alg.searcher.configs
+    done = {position for position, config in enumerate(configs)
+            if all(cell in finished for cell, _, _ in trial_cells(f"{prefix}{position:05d}", config, None))}
+    search_alg.searcher.continue_without_saved_state(prefix, done)
+    print(f"warning: the sweep's saved Tune state is lost (cut short, no earlier copy); {len(done)} of {len(configs)} "
+          "trials finished and are kept, the others run again from their start", file=sys.stderr)
+    return False
+
+
 def new_or_restored_tuner(settings: SweepSettings, trainable, param_space: dict, callbacks: list, search_alg,
-                          scheduler, metric, mode, num_samples: int):
+                          scheduler, metric, mode, num_samples: int, restore: bool):
     trainable = tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
-    if settings.resume:
+    if restore:
         tuner = tune.Tuner.restore(settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True,
                                    param_space=param_space)
         # restored Tuners keep the RunConfig they were saved with, minus callbacks: put ours back
@@ -169,9 +195,11 @@ def run_sweep(
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     if waiting_for:
         print(waiting_for, flush=True)
+    restore = settings.resume
     if settings.resume:
         for warning in repair_for_restore(settings.experiment_path):
             print(f"warning: {warning}", file=sys.stderr)
+        restore = continue_or_start_again(settings, search_alg)
     tracking = SweepSession(settings, trial_label, early_stopped, sweep_params, full_config)
     table = None
     disk = DiskFullWatch([settings.out_dir] + ([] if "://" in settings.storage else [Path(settings.storage)]))
@@ -182,7 +210,7 @@ def run_sweep(
         progress = ProgressCallback(trial_label, settings.progress_every_s, settings.progress_keys, num_samples)
         callbacks = [tracking.callback, table, progress, disk, interrupt]
         tuner = new_or_restored_tuner(settings, trainable, param_space, callbacks, search_alg, scheduler, metric,
-                                      mode, num_samples)
+                                      mode, num_samples, restore)
         tuner.fit()
         if disk.full:  # stopped as by Ctrl-C when trials failed for want of space
             raise DiskFull(disk.message(settings.out_dir))

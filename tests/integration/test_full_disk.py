@@ -102,3 +102,42 @@ def test_a_full_disk_stops_the_sweep_in_one_line_keeps_everything_and_resume_fin
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/neg_elbo")]
         assert sorted(steps) == list(range(100, 2001, 100))  # every report once, across the stop and the resume
+
+
+def test_a_grid_whose_only_saved_state_is_cut_resumes_under_its_ids_and_keeps_what_finished(tmp_path):
+    """What a full disk can leave: Tune's only experiment state (and search state) cut to nothing. The resume
+    cannot restore Tune; the grid goes on under the sweep's own trial ids, skipping the trial that finished, so every
+    cell ends once in the table and once in MLflow."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = tmp_path / "results" / "bias_grid" / "lost"
+    args = ["--preset", "smoke", "--name", "lost", "--out", str(tmp_path / "results"), "--mlflow-uri", uri,
+            "--steps", "2000", "--report-every", "500", "--max-concurrent-trials", "1"]
+
+    def kill_after_the_first_trial(driver):
+        deadline = time.monotonic() + 240
+        table = out / "results.parquet"
+        while not (table.exists() and len(read_parquet(table)) >= 2):  # one population trial = 2 cells
+            assert driver.poll() is None and time.monotonic() < deadline, "the sweep ended before a trial finished"
+            time.sleep(0.05)
+        os.killpg(driver.pid, signal.SIGKILL)
+
+    run_driver(args, tmp_path / "first.log", tmp_path, kill_after_the_first_trial)
+    kept = read_parquet(out / "results.parquet")
+    state = tmp_path / "results" / "bias_grid" / "_tune" / "lost"
+    for saved in [*state.glob("experiment_state-*.json"), *state.glob("search_gen_state-*.json")]:
+        saved.write_bytes(b"")
+    assert run_driver([*args, "--resume"], tmp_path / "resume.log", tmp_path) == 0, \
+        (tmp_path / "resume.log").read_text()[-3000:]
+    assert "saved Tune state is lost" in (tmp_path / "resume.log").read_text()
+    table = read_parquet(out / "results.parquet")
+    assert len(table) == 4 and table["trial_id"].is_unique and (table["status"] == "completed").all()
+    assert set(kept["trial_id"]) <= set(table["trial_id"])
+    assert table.set_index("trial_id").loc[kept["trial_id"], "step"].tolist() == kept["step"].tolist()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("bias_grid").experiment_id
+    [parent] = client.search_runs([experiment], "tags.`priorsweep.sweep` = 'lost'")
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["priorsweep.trial_id"] for c in children) == sorted(table["trial_id"])
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/neg_elbo")]
+        assert sorted(steps) == list(range(500, 2001, 500))

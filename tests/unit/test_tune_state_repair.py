@@ -57,3 +57,13 @@ def test_a_search_state_cut_short_is_set_aside_and_the_grid_goes_on_from_the_sav
     assert search.has_checkpoint(str(tmp_path))  # so Tune restores the position instead of starting over
     search.restore_from_dir(str(tmp_path))
     assert search.searcher.suggest("next") == {"beta": 2.0}  # the third config: the two saved trials are not redone
+
+
+def test_a_grid_whose_saved_state_is_lost_goes_on_under_its_ids_skipping_what_finished():
+    from sweeps.listed_search import listed_trials
+
+    search = listed_trials([{"beta": beta} for beta in (0.5, 1.0, 2.0, 4.0)])
+    search.searcher.continue_without_saved_state("abcde_", {0, 2})
+    assert search.searcher.suggest("a") == {"beta": 1.0} and search.searcher.next - 1 == 1  # id abcde_00001
+    assert search.searcher.suggest("b") == {"beta": 4.0} and search.searcher.next - 1 == 3
+    assert search.searcher.suggest("c") == "FINISHED"
