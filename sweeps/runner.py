@@ -29,7 +29,7 @@ from sweeps.results_table import (
 )
 from sweeps.settings import SweepSettings  # noqa: E402
 from sweeps.sweep_session import SweepSession, check_tracking_uri  # noqa: E402
-from sweeps.tune_state import readable_states, repair_for_restore  # noqa: E402
+from sweeps.tune_state import readable_pickle, readable_states, repair_for_restore  # noqa: E402
 from tracking.files import RESULTS_FILE, is_disk_full, write_parquet  # noqa: E402
 from tracking.journal import JOURNAL_FILE, JournalError, read_journal  # noqa: E402
 from tracking.secrets import redact  # noqa: E402
@@ -116,7 +116,8 @@ def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepSe
 def continue_or_start_again(settings: SweepSettings, search_alg) -> bool:
     """Whether Tune can restore the sweep (True); else a listed grid goes on under its own ids from what the results
     table and the journal say: the finished trials are skipped, the others run again from their start."""
-    if "://" in settings.storage or readable_states(settings.experiment_path)[0]:
+    if "://" in settings.storage or (readable_states(settings.experiment_path)[0]
+                                     and readable_pickle(Path(settings.experiment_path) / "tuner.pkl")):
         return True
     if not isinstance(search_alg, ListedTrials):
         raise SweepError(f"the saved state of sweep '{settings.name}' is lost (cut short, and no earlier copy): its "

@@ -75,6 +75,13 @@ def readable_states(experiment_path: str) -> tuple[list[Path], list[Path]]:
 SEARCH_STATES = ("search_gen_state-*.json", "searcher-state-*.pkl")  # Tune's pickles of the search's position
 
 
+def readable_pickle(path: Path) -> bool:
+    """Whether a pickle Tune wrote (tuner.pkl: written when a sweep starts or resumes) is whole; a driver killed
+    while writing it leaves it empty or cut. A whole pickle ends with its STOP opcode; nothing is unpickled here."""
+    data = path.read_bytes() if path.exists() else b""
+    return data.endswith(pickle.STOP)
+
+
 def set_aside_unreadable_search_states(experiment_path: str) -> list[Path]:
     """A search state cut short (Tune copies it into the storage folder; on a full disk the copy ends early) makes
     Tune give up the whole restore and start the experiment again; set aside, the search resumes from what the
