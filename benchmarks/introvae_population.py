@@ -9,7 +9,7 @@ iterations/s. The warm-up
 warm-up, one with num_vae = 0 is introspective from its first iteration.
 
   python benchmarks/introvae_population.py [--seconds 3] [--sizes 1 12 60] [--priors standard mog] [--threads 1]
-      [--width 256] [--depth 3] [--batch 512] [--components 64]
+      [--width 256] [--depth 3] [--batch 512] [--components 64] [--compiled]
 
 Defaults are the spec's 2D protocol (3×256 MLPs, batch 512, K = 64). Prints Markdown.
 """
@@ -30,9 +30,9 @@ STAGES = {"warm-up": 10**9, "introspective": 0}  # num_vae for a run that stays 
 
 
 def iterations_per_second(run, seconds: float) -> float:
-    """One untimed iteration (allocator, first-call costs), then single iterations until `seconds` have passed
-    (at least one)."""
-    run.train_interval(1)
+    """Two untimed iterations (allocator, first-call costs; compiled: the recorded eager iteration, then the
+    compilation), then single iterations until `seconds` have passed (at least one)."""
+    run.train_interval(2)
     iterations, start = 0, time.perf_counter()
     while iterations == 0 or time.perf_counter() - start < seconds:
         run.train_interval(1)
@@ -62,14 +62,16 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3, help="MLP hidden layers (default 3)")
     parser.add_argument("--batch", type=int, default=512, help="points per iteration (default 512)")
     parser.add_argument("--components", type=int, default=64, help="K of the mixture priors (default 64)")
+    parser.add_argument("--compiled", action="store_true", help="also each population with compile_step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     flush_denormals()
 
     print(f"CPU, {args.threads} thread(s); MLP {args.depth}×{args.width}, batch {args.batch}, K {args.components}, "
           f"{args.seconds:g} s per measurement\n")
-    print("| prior | stage | P | stacked model-it/s | lone it/s | ratio |")
-    print("|---|---|---:|---:|---:|---:|")
+    compiled_columns = " compiled model-it/s | compiled ÷ eager |" if args.compiled else ""
+    print("| prior | stage | P | stacked model-it/s | lone it/s | ratio |" + compiled_columns)
+    print("|---|---|---:|---:|---:|---:|" + ("---:|---:|" if args.compiled else ""))
     for prior in args.priors:
         for stage, num_vae in STAGES.items():
             for size in args.sizes:
@@ -77,8 +79,13 @@ def main() -> None:
                 lone = iterations_per_second(IntroVaeRun(config(args, prior, num_vae)), args.seconds)
                 run = IntroVaePopulationRun({**config(args, prior, num_vae), **member_settings(size)})
                 stacked = size * iterations_per_second(run, args.seconds)
-                print(f"| {prior} | {stage} | {size} | {stacked:.1f} | {lone:.1f} | {stacked / lone:.2f}× |",
-                      flush=True)
+                row = f"| {prior} | {stage} | {size} | {stacked:.1f} | {lone:.1f} | {stacked / lone:.2f}× |"
+                if args.compiled:
+                    run = IntroVaePopulationRun({**config(args, prior, num_vae), **member_settings(size),
+                                                 "compile_step": True})
+                    compiled = size * iterations_per_second(run, args.seconds)
+                    row += f" {compiled:.1f} | {compiled / stacked:.2f}× |"
+                print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ The networks are the β-VAE population's (models/population.py: `PopulationMlpVa
 (P, B, in) × (P, in, out)); this module adds what Soft-IntroVAE needs on top: one prior per member, stacked, and
 `MemberNoise`, each member's own torch.Generator.
 
-Randomness is per member and in the lone run's order: every draw is made once per member, from that member's
-generator, with exactly the shape the lone run draws (so the CPU's normal sampler, whose output depends on the size
-asked for, produces the same numbers), then stacked along P. A member therefore sees the data and noise its lone run
-would, whatever the other members are.
+Randomness is per member and in the lone run's order (`MemberNoise`): every draw is made once per member, from that
+member's generator, with exactly the shape the lone run draws (so the CPU's normal sampler, whose output depends on
+the size asked for, produces the same numbers), then stacked along P. A member therefore sees the data and noise its
+lone run would, whatever the other members are. On a GPU that costs P kernel launches per draw; `PopulationNoise`
+draws for all members in one call instead (each member its own independent numbers, not its lone run's). Either can
+be drawn ahead of an iteration (`ShapeRecorder`, `PredrawnNoise`), which compiled losses need.
 
 The priors are the lone ones (models/priors.py) over a leading member dimension: a member's components are
 (K, d) slices of (P, K, d), its weights a row of (P, K), its clipping bounds a row of (P, d); the mixture maths is
@@ -32,8 +34,16 @@ from models.priors import (
 )
 
 
+def usable_probabilities(probabilities: torch.Tensor) -> torch.Tensor:
+    """(P, K) sampling weights with the rows of members whose weights are not finite (they diverged this interval)
+    made uniform, so such a member cannot stop the others' step (torch.multinomial raises on NaN)."""
+    usable = torch.isfinite(probabilities).all(dim=-1, keepdim=True) & (probabilities >= 0).all(-1, keepdim=True)
+    return torch.where(usable, probabilities, torch.ones_like(probabilities))
+
+
 class MemberNoise:
-    """The members' generators, one each (the lone runs' own, seeded as each lone run seeds it)."""
+    """The members' generators, one each (the lone runs' own, seeded as each lone run seeds it): every draw is one
+    call per member, and each member gets its lone run's numbers."""
 
     def __init__(self, generators: list[torch.Generator], device: torch.device):
         self.generators, self.device = generators, device
@@ -46,12 +56,63 @@ class MemberNoise:
         return torch.stack([torch.randn(shape, generator=g, device=self.device) for g in self.generators])
 
     def multinomial(self, probabilities: torch.Tensor, n: int) -> torch.Tensor:
-        """n indices per member, with replacement: (P, K) -> (P, n). A member whose probabilities are not finite
-        (it diverged this interval) draws uniformly, so it cannot stop the others' step (torch raises on NaN)."""
-        usable = torch.isfinite(probabilities).all(dim=-1, keepdim=True) & (probabilities >= 0).all(-1, keepdim=True)
-        probabilities = torch.where(usable, probabilities, torch.ones_like(probabilities))
+        """n indices per member, with replacement: (P, K) -> (P, n)."""
         return torch.stack([torch.multinomial(row, n, replacement=True, generator=g)
-                            for row, g in zip(probabilities, self.generators, strict=True)])
+                            for row, g in zip(usable_probabilities(probabilities), self.generators, strict=True)])
+
+    def draw_ahead(self, shapes: list[tuple[int, ...]]) -> "PredrawnNoise":
+        """The normals of `shapes`, in that order, drawn now (what an iteration's objectives will ask for)."""
+        return PredrawnNoise([self.randn(shape) for shape in shapes])
+
+
+class PopulationNoise(MemberNoise):
+    """One generator for the whole population: every draw is one call for all P members (on a GPU, P − 1 kernel
+    launches fewer per draw, which otherwise dominate a large population's step). Each member's numbers are
+    independent standard normals (and component draws) as its own generator's would be, but not its lone run's:
+    a member is then a run of its config on another random stream, not a copy of the lone run."""
+
+    def __init__(self, generator: torch.Generator, size: int, device: torch.device):
+        super().__init__([generator], device)
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn((self.size, *shape), generator=self.generators[0], device=self.device)  # (P, *shape)
+
+    def multinomial(self, probabilities: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.multinomial(usable_probabilities(probabilities), n, replacement=True,
+                                 generator=self.generators[0])  # (P, n)
+
+
+class ShapeRecorder:
+    """MemberNoise that notes the shape of every normal drawn through it: an eager iteration tells the next ones
+    what to draw ahead."""
+
+    def __init__(self, noise: MemberNoise):
+        self.noise, self.shapes = noise, []
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        self.shapes.append(tuple(shape))
+        return self.noise.randn(shape)
+
+
+class PredrawnNoise:
+    """An iteration's normals drawn before its losses run, handed out in the order they were drawn. Each member's
+    generator makes the same draws, in the same order and shapes, as when the objectives draw as they go, so the
+    numbers are the same; the losses are then pure tensor functions, which torch.compile traces whole and a CUDA
+    graph can replay (a draw from a torch.Generator would break the graph)."""
+
+    def __init__(self, draws: list[torch.Tensor]):
+        self.draws = draws
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        draw = self.draws.pop(0)  # (P, *shape)
+        if tuple(draw.shape[1:]) != tuple(shape):
+            raise RuntimeError(f"pre-drawn noise of shape {tuple(draw.shape[1:])} where {tuple(shape)} was asked "
+                               "for: the iteration draws differently from the one recorded")
+        return draw
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, noise: MemberNoise) -> torch.Tensor:

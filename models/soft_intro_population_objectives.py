@@ -35,6 +35,11 @@ def warmup_loss(model, x: torch.Tensor, cfg: SoftIntroConfig, noise: MemberNoise
                         "kl": kl.mean(-1).detach()}
 
 
+def learns_prior(cfg: SoftIntroConfig, prior) -> bool:
+    """Whether the prior steps with the decoder (the third player): a trainable mixture."""
+    return cfg.prior_trainable and prior.is_mixture
+
+
 def _negative_elbo_of_regenerations(model, inputs, beta_kl_term, noise: MemberNoise, prior_detached: bool):
     """β_rec·L_r(v, D(E(v))) and the KL term for inputs v (P, 2B, D): rec and fake stacked along the batch."""
     mu, logvar = model.encode(inputs)
@@ -43,31 +48,31 @@ def _negative_elbo_of_regenerations(model, inputs, beta_kl_term, noise: MemberNo
     return reconstruction, beta_kl_term * kl
 
 
-def encoder_loss(model, x: torch.Tensor, prior_noise: tuple, cfg: SoftIntroConfig, noise: MemberNoise):
-    """objectives.encoder_loss per member. Returns (Σ_p lossE_p, metrics (P,), state for the decoder step)."""
+def encoder_terms(model, x: torch.Tensor, prior_noise: tuple, cfg: SoftIntroConfig, noise: MemberNoise):
+    """objectives.encoder_loss per member, the decoder and prior frozen by the caller (PopulationObjectives).
+    Returns (Σ_p lossE_p, metrics (P,), state for the decoder step)."""
     prior = model.prior
-    with frozen(model.decoder, prior):
-        mu, logvar = model.encode(x)  # (P, B, d)
-        z = reparameterise(mu, logvar, noise)
-        rec = model.decode(z)  # (P, B, D)
-        if prior.is_mixture:
-            kl_real, mean_responsibility = prior.kl_and_mean_responsibilities(
-                mu, logvar, noise, responsibility_gradient=cfg.r_entropy > 0)  # (P, B), (P, K)
-            neg_entropy = normalised_neg_entropy(mean_responsibility)  # (P,)
-        else:
-            kl_real, mean_responsibility = prior.kl_from_posterior(mu, logvar), None
-            neg_entropy = torch.zeros(len(x), device=x.device)
-        reconstruction = squared_error(x, rec)  # (P, B)
-        with torch.no_grad():
-            fake = model.decode(prior.sample_from_noise(prior_noise))  # (P, B, D)
-        batch = x.shape[1]
-        regenerated = torch.cat([fake, rec.detach()], dim=1)  # (P, 2B, D)
-        re_reconstruction, re_kl = _negative_elbo_of_regenerations(model, regenerated, _column(cfg.beta_neg), noise,
-                                                                   prior_detached=False)
-        exponent = torch.exp(-cfg.alpha * cfg.scale * (_column(cfg.beta_rec) * re_reconstruction + re_kl))  # (P, 2B)
-        real_term = cfg.scale * (cfg.beta_kl * kl_real.mean(-1) + cfg.beta_rec * reconstruction.mean(-1))  # (P,)
-        fake_term = (1.0 / cfg.alpha) * 0.5 * (exponent[:, :batch].mean(-1) + exponent[:, batch:].mean(-1))
-        loss = real_term + fake_term + cfg.scale * cfg.r_entropy * neg_entropy  # (P,)
+    mu, logvar = model.encode(x)  # (P, B, d)
+    z = reparameterise(mu, logvar, noise)
+    rec = model.decode(z)  # (P, B, D)
+    if prior.is_mixture:
+        kl_real, mean_responsibility = prior.kl_and_mean_responsibilities(
+            mu, logvar, noise, responsibility_gradient=cfg.r_entropy > 0)  # (P, B), (P, K)
+        neg_entropy = normalised_neg_entropy(mean_responsibility)  # (P,)
+    else:
+        kl_real, mean_responsibility = prior.kl_from_posterior(mu, logvar), None
+        neg_entropy = torch.zeros(len(x), device=x.device)
+    reconstruction = squared_error(x, rec)  # (P, B)
+    with torch.no_grad():
+        fake = model.decode(prior.sample_from_noise(prior_noise))  # (P, B, D)
+    batch = x.shape[1]
+    regenerated = torch.cat([fake, rec.detach()], dim=1)  # (P, 2B, D)
+    re_reconstruction, re_kl = _negative_elbo_of_regenerations(model, regenerated, _column(cfg.beta_neg), noise,
+                                                               prior_detached=False)
+    exponent = torch.exp(-cfg.alpha * cfg.scale * (_column(cfg.beta_rec) * re_reconstruction + re_kl))  # (P, 2B)
+    real_term = cfg.scale * (cfg.beta_kl * kl_real.mean(-1) + cfg.beta_rec * reconstruction.mean(-1))  # (P,)
+    fake_term = (1.0 / cfg.alpha) * 0.5 * (exponent[:, :batch].mean(-1) + exponent[:, batch:].mean(-1))
+    loss = real_term + fake_term + cfg.scale * cfg.r_entropy * neg_entropy  # (P,)
     beta_neg = _column(cfg.beta_neg)
     metrics = {"encoder_loss": loss.detach(), "reconstruction": reconstruction.mean(-1).detach(),
                "kl_real": kl_real.mean(-1).detach(), "kl_fake": (re_kl[:, :batch] / beta_neg).mean(-1).detach(),
@@ -78,32 +83,57 @@ def encoder_loss(model, x: torch.Tensor, prior_noise: tuple, cfg: SoftIntroConfi
     return loss.sum(), metrics, state
 
 
-def decoder_loss(model, x: torch.Tensor, prior_noise: tuple, encoder_state: dict, cfg: SoftIntroConfig,
-                 noise: MemberNoise):
-    """objectives.decoder_loss per member (the prior steps with the decoder when trainable). (Σ_p, metrics (P,))."""
+def decoder_terms(model, x: torch.Tensor, prior_noise: tuple, encoder_state: dict, cfg: SoftIntroConfig,
+                  noise: MemberNoise):
+    """objectives.decoder_loss per member (the prior steps with the decoder when trainable), the encoder (and a
+    prior that does not learn) frozen by the caller (PopulationObjectives). (Σ_p, metrics (P,))."""
     prior = model.prior
-    learn_prior = cfg.prior_trainable and prior.is_mixture
-    with frozen(model.encoder, None if learn_prior else prior):
-        rec = model.decode(encoder_state["z"])  # (P, B, D)
-        reconstruction = squared_error(x, rec)  # (P, B)
-        if learn_prior and cfg.sample_with_gradient:
+    learn_prior = learns_prior(cfg, prior)
+    rec = model.decode(encoder_state["z"])  # (P, B, D)
+    reconstruction = squared_error(x, rec)  # (P, B)
+    if learn_prior and cfg.sample_with_gradient:
+        prior_z = prior.sample_from_noise(prior_noise)
+    else:
+        with torch.no_grad():
             prior_z = prior.sample_from_noise(prior_noise)
-        else:
-            with torch.no_grad():
-                prior_z = prior.sample_from_noise(prior_noise)
-        fake = model.decode(prior_z)  # (P, B, D)
-        batch = x.shape[1]
-        re_reconstruction, re_kl = _negative_elbo_of_regenerations(model, torch.cat([rec, fake], dim=1), 1.0, noise,
-                                                                   prior_detached=True)  # (P, 2B) each
-        loss = cfg.scale * (cfg.beta_rec * reconstruction.mean(-1)
-                            + cfg.gamma * cfg.beta_kl * 0.5 * (re_kl[:, :batch].mean(-1) + re_kl[:, batch:].mean(-1))
-                            + cfg.gamma * cfg.gamma_r * cfg.beta_rec * 0.5 * (
-                                re_reconstruction[:, :batch].mean(-1) + re_reconstruction[:, batch:].mean(-1)))
-        prior_kl = torch.zeros(len(x), device=x.device)
-        if learn_prior:  # the prior as a third player, towards the (fixed) posteriors of real data
-            prior_kl = prior.kl_from_posterior(encoder_state["mu"], encoder_state["logvar"], noise).mean(-1)
-            loss = loss + cfg.scale * cfg.beta_kl * prior_kl
+    fake = model.decode(prior_z)  # (P, B, D)
+    batch = x.shape[1]
+    re_reconstruction, re_kl = _negative_elbo_of_regenerations(model, torch.cat([rec, fake], dim=1), 1.0, noise,
+                                                               prior_detached=True)  # (P, 2B) each
+    loss = cfg.scale * (cfg.beta_rec * reconstruction.mean(-1)
+                        + cfg.gamma * cfg.beta_kl * 0.5 * (re_kl[:, :batch].mean(-1) + re_kl[:, batch:].mean(-1))
+                        + cfg.gamma * cfg.gamma_r * cfg.beta_rec * 0.5 * (
+                            re_reconstruction[:, :batch].mean(-1) + re_reconstruction[:, batch:].mean(-1)))
+    prior_kl = torch.zeros(len(x), device=x.device)
+    if learn_prior:  # the prior as a third player, towards the (fixed) posteriors of real data
+        prior_kl = prior.kl_from_posterior(encoder_state["mu"], encoder_state["logvar"], noise).mean(-1)
+        loss = loss + cfg.scale * cfg.beta_kl * prior_kl
     metrics = {"decoder_loss": loss.detach(), "prior_kl": prior_kl.detach(),
                "kl_rec_decoder": re_kl[:, :batch].mean(-1).detach(),
                "kl_fake_decoder": re_kl[:, batch:].mean(-1).detach()}
     return loss.sum(), metrics
+
+
+class PopulationObjectives:
+    """The three losses as a population's step calls them, each player's frozen modules set around the terms.
+
+    `wrap` turns each terms function into what runs: itself (eager), or a torch.compile'd copy
+    (trainables/captured_step.py). Freezing flips `requires_grad`, which torch.compile cannot trace, so it stays
+    out here and the compiled functions see one fixed freezing each; their noise must then be drawn ahead
+    (models/soft_intro_population.PredrawnNoise): a draw from a torch.Generator would break the graph too.
+    """
+
+    def __init__(self, wrap=lambda function: function):
+        self._warmup, self._encoder, self._decoder = wrap(warmup_loss), wrap(encoder_terms), wrap(decoder_terms)
+
+    def warmup_loss(self, model, x: torch.Tensor, cfg: SoftIntroConfig, noise):
+        return self._warmup(model, x, cfg, noise)
+
+    def encoder_loss(self, model, x: torch.Tensor, prior_noise: tuple, cfg: SoftIntroConfig, noise):
+        with frozen(model.decoder, model.prior):
+            return self._encoder(model, x, prior_noise, cfg, noise)
+
+    def decoder_loss(self, model, x: torch.Tensor, prior_noise: tuple, encoder_state: dict, cfg: SoftIntroConfig,
+                     noise):
+        with frozen(model.encoder, None if learns_prior(cfg, model.prior) else model.prior):
+            return self._decoder(model, x, prior_noise, encoder_state, cfg, noise)

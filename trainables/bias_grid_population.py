@@ -19,6 +19,7 @@ from models.population import PopulationMlpVae
 from trainables.bias_grid import FIELDS as SINGLE_FIELDS
 from trainables.bias_grid import STUDY, BiasGridData
 from trainables.bias_grid import validate_config as validate_single
+from trainables.captured_step import compiled_if
 from trainables.config import Field, validate
 from trainables.metrics.recovery import example_images, pmi, recovery_scores
 from trainables.optim import adam
@@ -54,12 +55,6 @@ def member_config(config: dict, seed: int, beta: float) -> dict:
     return {**{k: v for k, v in config.items() if k not in ("betas", "seeds")}, "seed": seed, "beta": beta}
 
 
-def compiled(function, device: torch.device):
-    """`function` through torch.compile: CUDA graphs on a GPU (static shapes: a population's batches never change
-    size), inductor's fused kernels on a CPU."""
-    return torch.compile(function, mode="reduce-overhead" if device.type == "cuda" else "default", dynamic=False)
-
-
 class BiasGridPopulationRun(Checkpointed):
     checkpoint_file = "population.pt"
 
@@ -81,8 +76,7 @@ class BiasGridPopulationRun(Checkpointed):
         self.step = 0
         self.pmi_baselines = [math.nan] * len(self.groups)  # per seed: its members start from the same weights
         # the training loss, compiled on request (evaluation stays eager: it runs once per report)
-        self.training_loss = compiled(population_beta_elbo, self.device) if config["compile_step"] \
-            else population_beta_elbo
+        self.training_loss = compiled_if(config["compile_step"], self.device)(population_beta_elbo)
 
     @property
     def size(self) -> int:

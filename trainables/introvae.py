@@ -48,6 +48,13 @@ FIELDS = {
                          non_negative, ">= 0"),
     "gnelbo_data_points": Field(12_800, int, "data points for gnELBO", positive, "> 0"),
     "density_image": Field(128, int, "resolution of the density image stored with the results", positive, "> 0"),
+    "compile_step": Field(False, bool, "train through torch.compile (on a GPU: CUDA graphs, far fewer launches; "
+                          "on a CPU: fused kernels, no faster) in the population engine, which then runs a lone "
+                          "run as a population of one"),
+    "noise_streams": Field("member", str, "population engine: member (each member draws its data and noise from "
+                           "its own generator: exactly its lone run) or population (one generator draws for all "
+                           "members at once: far fewer GPU launches; each member a run on a random stream of its "
+                           "own, not its lone run's)", choices=("member", "population")),
 }
 
 

@@ -18,6 +18,11 @@ One Adam per player (encoder, decoder, prior) over the stacked parameters is the
 elementwise and the learning rate (and its schedule) is shared. The VampPrior's conversion to a free MoG and the
 freezing of the clipping bounds happen at the lone run's iterations, for every member at once.
 
+Two settings serve GPUs, where a population's step is launch-bound (benchmarks/step_launches.py): `compile_step`
+runs the three losses with their backward through torch.compile (CUDA graphs there; the stage's noise drawn ahead,
+its shapes recorded in the stage's first, eager, iteration), and `noise_streams: population` draws every member's
+data and noise in one call per draw instead of one per member (members then no longer equal their lone runs).
+
 A member whose loss turns non-finite is marked diverged at its first bad iteration (checked once per interval, as the
 lone run checks) and zeroed with its optimiser state: it stays finite and still, and nothing of it reaches the others
 (every operation is per member; its NaN sampling weights are replaced before torch.multinomial could raise).
@@ -26,13 +31,11 @@ import torch
 
 from models.objectives import SoftIntroConfig
 from models.population import PopulationMlpVae, StackedMlp
-from models.soft_intro_population import MemberNoise, stack_priors
-from models.soft_intro_population_objectives import (
-    decoder_loss,
-    encoder_loss,
-    warmup_loss,
-)
+from models.soft_intro_population import MemberNoise, PopulationNoise, ShapeRecorder, stack_priors
+from models.soft_intro_population_objectives import PopulationObjectives
+from trainables.captured_step import compiled_if
 from trainables.config import ConfigError
+from trainables.data.toy2d import sample_2d
 from trainables.introvae import IntroVaeRun, train_introvae
 from trainables.introvae import validate_config as validate_lone
 from trainables.soft_intro import ThreePlayers
@@ -67,9 +70,12 @@ def validate_config(config: dict) -> dict:
 
 
 def train_introvae_2d(config: dict, sink=None) -> None:
-    """The 2D study's Ray Tune function trainable: a population when the config lists `members`, else one run."""
+    """The 2D study's Ray Tune function trainable: a population when the config lists `members` or asks for the
+    population engine's own settings (then a population of one, which reports as the lone run), else one run."""
     if "members" in config:
         return train_introvae_population(config, sink)
+    if config.get("compile_step") or config.get("noise_streams") == "population":
+        return train_introvae_population({**config, "members": [{}]}, sink)
     return train_introvae(config, sink)
 
 
@@ -83,7 +89,12 @@ class IntroVaePopulationRun(ThreePlayers, Checkpointed):
         self.config, self.device = first.config, first.device  # the shared keys are every member's
         self.num_vae_steps, self.vamp_to_mog_step = first.num_vae_steps, first.vamp_to_mog_step
         self.milestones = first.milestones
-        self.noise = MemberNoise([member.generator for member in self.members], self.device)
+        self.generators = [member.generator for member in self.members]  # also what each member evaluates with
+        if self.config["noise_streams"] == "population":
+            self.noise = PopulationNoise(torch.Generator(self.device).manual_seed(self.config["seed"]),
+                                         len(self.members), self.device)
+        else:
+            self.noise = MemberNoise(self.generators, self.device)
         # members read their own batches (P, B, 2): no shared first layer (input_groups None)
         self.model = PopulationMlpVae(
             StackedMlp.from_members([m.model.encoder.net for m in self.members], input_groups=None),
@@ -101,6 +112,10 @@ class IntroVaePopulationRun(ThreePlayers, Checkpointed):
         self.step = 0
         self.timing = {"warmup_seconds": 0.0, "warmup_iterations": 0, "intro_seconds": 0.0, "intro_iterations": 0}
         self.diverged_at = torch.full((self.size,), -1, dtype=torch.long)  # first non-finite iteration, or -1
+        self.objectives = PopulationObjectives(compiled_if(self.config["compile_step"], self.device))
+        self.eager_objectives = PopulationObjectives()
+        # compiled losses take their noise drawn ahead: the shapes each stage draws, noted in its first iteration
+        self.noise_shapes: dict[str, list[tuple[int, ...]]] = {}
 
     @property
     def size(self) -> int:
@@ -127,9 +142,10 @@ class IntroVaePopulationRun(ThreePlayers, Checkpointed):
         c, it = self.config, self.step
         if c["prior"] == "vamp" and c["vamp_to_mog"] and not self.converted and it >= self.vamp_to_mog_step:
             self.convert_vamp_to_mog()
-        x = torch.stack([member.sample_batch(c["batch_size"]) for member in self.members])  # (P, B, 2)
+        x = self._batches(c["batch_size"])  # (P, B, 2)
         if it < self.num_vae_steps:
-            loss, metrics = warmup_loss(self.model, x, self.objective, self.noise)
+            noise, objectives = self._noise_and_objectives("warm-up")
+            loss, metrics = objectives.warmup_loss(self.model, x, self.objective, noise)
             self._step(self.optimisers, loss, dead)
             losses = (metrics["loss"],)
         else:
@@ -137,9 +153,10 @@ class IntroVaePopulationRun(ThreePlayers, Checkpointed):
             if it == self.num_vae_steps and prior.is_mixture and c["variance_clipping"] and not prior.clip_low.numel():
                 prior.freeze_variance_bounds()
             prior_noise = prior.sample_noise(c["batch_size"], self.noise)
-            loss_e, metrics, state = encoder_loss(self.model, x, prior_noise, self.objective, self.noise)
+            noise, objectives = self._noise_and_objectives("introspective")
+            loss_e, metrics, state = objectives.encoder_loss(self.model, x, prior_noise, self.objective, noise)
             self._step(["encoder"], loss_e, dead)
-            loss_d, decoder_metrics = decoder_loss(self.model, x, prior_noise, state, self.objective, self.noise)
+            loss_d, decoder_metrics = objectives.decoder_loss(self.model, x, prior_noise, state, self.objective, noise)
             learns_prior = self.objective.prior_trainable and "prior" in self.optimisers
             self._step(["decoder", "prior"] if learns_prior else ["decoder"], loss_d, dead)
             metrics.update(decoder_metrics)
@@ -149,6 +166,33 @@ class IntroVaePopulationRun(ThreePlayers, Checkpointed):
         self.step += 1
         metrics["finite"] = torch.stack([torch.isfinite(loss) for loss in losses]).all(dim=0)  # (P,)
         return metrics
+
+    def _batches(self, n: int) -> torch.Tensor:
+        """(P, n, 2): each member's batch of its dataset. Member streams: each from its member's generator, as its
+        lone run draws it. One population stream: one draw per dataset for all its members, shuffled (a sampler may
+        order its points: 2spirals draws its two arms in halves) and split, so each member's batch is i.i.d."""
+        if not isinstance(self.noise, PopulationNoise):
+            return torch.stack([member.sample_batch(n) for member in self.members])
+        generator = self.noise.generators[0]
+        x = torch.empty((self.size, n, 2), device=self.device)
+        for dataset in dict.fromkeys(member.config["dataset"] for member in self.members):
+            members = [p for p, member in enumerate(self.members) if member.config["dataset"] == dataset]
+            points = sample_2d(dataset, len(members) * n, generator, self.device)  # (P_dataset · n, 2)
+            shuffled = points[torch.randperm(len(points), generator=generator, device=self.device)]
+            x[members] = shuffled.view(len(members), n, 2)
+        return x
+
+    def _noise_and_objectives(self, stage: str):
+        """Where this iteration's objectives draw their normals, and which objectives run: eager, the members'
+        generators as they go; compiled, the stage's draws made ahead, once its first iteration (eager, recorded)
+        has shown their shapes. The same numbers either way."""
+        if not self.config["compile_step"]:
+            return self.noise, self.objectives
+        if stage not in self.noise_shapes:
+            recorder = ShapeRecorder(self.noise)
+            self.noise_shapes[stage] = recorder.shapes  # filled as this iteration draws
+            return recorder, self.eager_objectives
+        return self.noise.draw_ahead(self.noise_shapes[stage]), self.objectives
 
     def train_interval(self, num_iterations: int) -> list[dict[str, float]]:
         """Iterations of every member with one host sync at the end; per-member interval means as train/*.
@@ -220,7 +264,9 @@ class IntroVaePopulationRun(ThreePlayers, Checkpointed):
         return {"model": self.model.state_dict(), "converted": self.converted, "step": self.step,
                 "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
                 "schedulers": {k: o.scheduler.state_dict() for k, o in self.optimisers.items()},
-                "generators": [g.get_state() for g in self.noise.generators], "timing": dict(self.timing),
+                "generators": [g.get_state() for g in self.generators], "timing": dict(self.timing),
+                "population_generator": self.noise.generators[0].get_state()
+                if isinstance(self.noise, PopulationNoise) else None,
                 "diverged_at": self.diverged_at.clone(),
                 "clip_bounds": (prior.clip_low, prior.clip_high) if prior.is_mixture else None}
 
@@ -233,8 +279,10 @@ class IntroVaePopulationRun(ThreePlayers, Checkpointed):
         for name, optimiser in self.optimisers.items():
             optimiser.load_state_dict(state["optimisers"][name])
             optimiser.scheduler.load_state_dict(state["schedulers"][name])
-        for generator, generator_state in zip(self.noise.generators, state["generators"], strict=True):
+        for generator, generator_state in zip(self.generators, state["generators"], strict=True):
             generator.set_state(generator_state)
+        if state.get("population_generator") is not None:
+            self.noise.generators[0].set_state(state["population_generator"])
         self.step, self.timing = state["step"], dict(state["timing"])
         self.diverged_at = state["diverged_at"].clone()
 

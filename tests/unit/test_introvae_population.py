@@ -13,6 +13,7 @@ import math
 import pytest
 import torch
 
+from models.soft_intro_population import MemberNoise, ShapeRecorder
 from trainables.introvae import IntroVaeRun
 from trainables.introvae_population import IntroVaePopulationRun, member_configs, validate_config
 
@@ -151,3 +152,72 @@ def test_members_set_their_own_keys_over_the_shared_ones_and_one_prior_kind_is_c
         validate_config({"members": [{"prior": "mog"}, {"prior": "vamp"}]})
     with pytest.raises(ValueError, match="beta_kl"):
         validate_config({"members": [{"beta_kl": -1.0}]})  # every member checked as a lone run
+
+
+@pytest.fixture
+def one_thread():
+    """Inductor's CPU kernels spin their OpenMP threads: on a loaded 2-core machine two threads are ~10× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_compiled_population_trains_as_the_eager_one_through_both_stages(one_thread):
+    """compile_step (trainables/captured_step.py, inductor on the CPU): the same losses as the eager population at
+    every iteration, through the VampPrior's conversion (a recompile), the freezing of the clipping bounds and the
+    introspective stage, and the same weights at the end. The eager population is its members' lone runs (above),
+    so this holds the compiled step to the lone runs too. Tolerance: inductor fuses and reorders float operations."""
+    config = {**TINY, **MEMBERS, "prior": "vamp", "vamp_to_mog": True, "r_entropy": 0.5}
+    eager, compiled = IntroVaePopulationRun(config), IntroVaePopulationRun({**config, "compile_step": True})
+    for iterations in (1, 2, 101, 1, 5):  # each stage: one recorded eager iteration, then compiled ones
+        for e, c in zip(eager.train_interval(iterations), compiled.train_interval(iterations), strict=True):
+            assert_same_losses(c, e, iterations)
+    assert set(compiled.noise_shapes) == {"warm-up", "introspective"}
+    for (name, a), (_, b) in zip(compiled.model.state_dict().items(), eager.model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, **PARAMETER_TOLERANCE), name
+
+
+def test_noise_drawn_ahead_is_the_noise_drawn_as_the_objectives_go():
+    """What lets the compiled losses be pure: the draws made ahead in the recorded shapes are the very numbers each
+    member's generator gives when drawn during the iteration, and asking in another shape is an error."""
+    def member_noise(seeds):
+        return MemberNoise([torch.Generator().manual_seed(s) for s in seeds], torch.device("cpu"))
+
+    shapes = [(32, 2), (100, 32, 2), (64, 2)]
+    as_they_go, ahead = member_noise([3, 7]), member_noise([3, 7])
+    recorder = ShapeRecorder(as_they_go)
+    expected = [recorder.randn(shape) for shape in shapes]
+    assert recorder.shapes == shapes
+    predrawn = ahead.draw_ahead(recorder.shapes)
+    for shape, draw in zip(shapes, expected, strict=True):
+        assert draw.shape == (2, *shape) and torch.equal(predrawn.randn(shape), draw)
+    with pytest.raises(RuntimeError, match="drawn ahead|pre-drawn"):
+        ahead.draw_ahead([(32, 2)]).randn((16, 2))
+
+
+def test_one_population_stream_gives_every_member_its_own_iid_batches_and_noise():
+    """noise_streams population: one generator draws for every member at once, and each member still gets data of
+    its own dataset and noise of its own; a sampler that orders its points (2spirals: one arm, then the other) is
+    shuffled before the split, so no member trains on one arm."""
+    config = {**TINY, "prior": "mog", "noise_streams": "population", "members": [
+        {"seed": 0, "dataset": "2spirals"}, {"seed": 1, "dataset": "2spirals"}, {"seed": 2, "dataset": "8gaussians"}]}
+    run = IntroVaePopulationRun(config)
+    x = run._batches(512)  # (3, 512, 2)
+    assert not torch.equal(x[0], x[1])
+    assert x[0].mean(0).norm() < 0.4 and x[1].mean(0).norm() < 0.4  # one arm alone: ~0.75; both: ~0.07
+    assert torch.allclose(x[2].norm(dim=-1), torch.full((512,), 2 / 1.414), atol=0.1)  # 8 centres, radius √2
+    eps = run.noise.randn((1000, 2))  # (3, 1000, 2)
+    assert not torch.equal(eps[0], eps[1]) and abs(float(eps.mean())) < 0.05 and abs(float(eps.std()) - 1) < 0.05
+
+
+def test_a_population_stream_run_continues_bit_identically_after_a_restore(tmp_path):
+    config = {**TINY, **MEMBERS, "prior": "mog", "r_entropy": 0.5, "num_vae": 10, "steps": 30,
+              "noise_streams": "population"}
+    straight = IntroVaePopulationRun(config)
+    straight.train_interval(15)
+    straight.save(tmp_path)
+    expected = straight.train_interval(15)
+    resumed = IntroVaePopulationRun(config)
+    resumed.restore(tmp_path)
+    assert [without_rates(m) for m in resumed.train_interval(15)] == [without_rates(m) for m in expected]
