@@ -13,7 +13,10 @@ that are not metadata-only, plus one per compiled forward or backward. The count
 or K, so the networks are small; they do depend on P (per-member draws). The launch-bound time is the count times
 `--launch-us` (a lower bound on a step: the kernels' own work comes on top, see RESULTS.md).
 
-  python benchmarks/step_launches.py [--sizes 1 12 60] [--bias-grid-sizes 231] [--launch-us 20]
+  python benchmarks/step_launches.py [--sizes 1 12 60] [--bias-grid-sizes 231] [--launch-us 20] 2>/dev/null
+
+Columns: eager (each member's own generator), compiled, and compiled with `noise_streams: population` (one call per
+draw for all members).
 
 Prints Markdown.
 """
@@ -33,12 +36,14 @@ SMALL_2D = {"batch_size": 32, "hidden_width": 16, "num_components": 4, "lr_miles
             "num_vae": 3}  # iterations 0-2 warm-up, then introspective
 
 
-def introvae_counts(prior: str, size: int, compile_step: bool) -> dict[str, tuple[int, int]]:
+def introvae_counts(prior: str, size: int, compile_step: bool, noise_streams: str = "member") \
+        -> dict[str, tuple[int, int]]:
     """Launches of one warm-up and one introspective iteration of a population of `size` (each stage's first
     iterations, recorded and compiled, run before the counted one)."""
     torch._dynamo.reset()  # every population compiles afresh: no cache limit reached across sizes
     run = IntroVaePopulationRun({**SMALL_2D, "prior": prior, "r_entropy": 0.5 if prior != "standard" else 0.0,
-                                 "compile_step": compile_step, "members": [{"seed": p} for p in range(size)]})
+                                 "compile_step": compile_step, "noise_streams": noise_streams,
+                                 "members": [{"seed": p} for p in range(size)]})
     run.train_interval(2)
     warmup = kernel_launches(lambda: run.train_interval(1))
     run.train_interval(2)
@@ -52,10 +57,14 @@ def bias_grid_counts(size: int, compile_step: bool) -> tuple[int, int]:
     return kernel_launches(lambda: run.train_interval(1))
 
 
-def row(name: str, stage: str, size: int, eager: tuple[int, int], compiled: tuple[int, int], launch_us: float) -> str:
-    eager_ms, compiled_ms = (sum(counts) * launch_us / 1000 for counts in (eager, compiled))
-    return (f"| {name} | {stage} | {size} | {eager[0]} | {compiled[0]} + {compiled[1]} graphs | {eager_ms:.1f} | "
-            f"{compiled_ms:.1f} | {eager_ms / compiled_ms:.1f}× |")
+def row(name: str, stage: str, size: int, counts: list[tuple[int, int]], launch_us: float) -> str:
+    """counts: eager, then each compiled variant; a compiled count is (ops outside, graphs)."""
+    eager_ms = sum(counts[0]) * launch_us / 1000
+    cells = [f"{counts[0][0]} ({eager_ms:.1f} ms)"]
+    for outside, graphs in counts[1:]:
+        ms = (outside + graphs) * launch_us / 1000
+        cells.append(f"{outside} + {graphs} graphs ({ms:.1f} ms, {eager_ms / ms:.1f}×)")
+    return f"| {name} | {stage} | {size} | " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -67,17 +76,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # inductor's CPU kernels spin their threads; counts do not depend on it
 
-    print(f"Launches per step; launch-bound ms per step at {args.launch_us:g} µs a launch\n")
-    print("| engine | stage | P | eager launches | compiled launches | eager ms | compiled ms | eager ÷ compiled |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(f"Launches per step (launch-bound time per step at {args.launch_us:g} µs a launch; × eager)\n")
+    print("| engine | stage | P | eager | compiled | compiled, one population stream |")
+    print("|---|---|---:|---:|---:|---:|")
     for size in args.bias_grid_sizes:
-        print(row("β × bias", "step", size, bias_grid_counts(size, False), bias_grid_counts(size, True),
-                  args.launch_us), flush=True)
+        print(row("β × bias", "step", size, [bias_grid_counts(size, False), bias_grid_counts(size, True)],
+                  args.launch_us) + " — |", flush=True)
     for prior in args.priors:
         for size in args.sizes:
-            eager, compiled = introvae_counts(prior, size, False), introvae_counts(prior, size, True)
-            for stage in eager:
-                print(row(f"Soft-IntroVAE {prior}", stage, size, eager[stage], compiled[stage], args.launch_us),
+            variants = [introvae_counts(prior, size, False), introvae_counts(prior, size, True),
+                        introvae_counts(prior, size, True, "population")]
+            for stage in variants[0]:
+                print(row(f"Soft-IntroVAE {prior}", stage, size, [v[stage] for v in variants], args.launch_us),
                       flush=True)
 
 

@@ -122,26 +122,39 @@ def best_with_all_seeds(frame, sweep):
 
 
 def add_engine_flags(group) -> None:
-    group.add_argument("--population-size", type=int, default=1,
+    group.add_argument("--population-size", default="auto",
                        help="runs trained together per trial, stacked (population engine; one prior kind per "
-                            "population): the cells of each prior in groups of this size. Default 1: one run per "
-                            "trial. Pays on a GPU, where one small run leaves it idle; on a CPU it is no faster "
-                            "(benchmarks/RESULTS.md)")
+                            "population): the cells of each prior in groups of this size. Default auto: on a GPU "
+                            "(--gpus-per-trial > 0 or --device cuda) every cell of a prior in one population, which "
+                            "--gpus-per-trial then sizes the device for; on a CPU one run per trial, as stacking is "
+                            "no faster there (benchmarks/RESULTS.md)")
+
+
+def population_size(args, cells_of_prior: int) -> int:
+    """Runs per trial for a prior with this many cells: --population-size, or what `auto` means where the trials
+    run. A search mode that builds its own trials has no such flag: one run each."""
+    value = getattr(args, "population_size", None)
+    if value is None:
+        return 1
+    if value == "auto":
+        on_gpu = (getattr(args, "gpus_per_trial", 0) or 0) > 0 or getattr(args, "device", None) == "cuda"
+        return max(cells_of_prior, 1) if on_gpu else 1
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise SweepError(f"--population-size must be >= 1 (or auto), got {value}")
+    return size
 
 
 def population_trials(cells: list[dict], axes: dict, args) -> list[dict]:
-    """Cells as trials: one each, or per prior kind in populations of --population-size (trainables/
-    introvae_population.py), each member keeping the keys in which it differs from the rest."""
-    size = getattr(args, "population_size", 1)  # absent when a search mode builds its own trials
-    if size is None:
-        size = 1
-    if size < 1:
-        raise SweepError(f"--population-size must be >= 1, got {size}")
-    if size == 1:
-        return cells
+    """Cells as trials: one each, or per prior kind in populations (trainables/introvae_population.py) of
+    `population_size`, each member keeping the keys in which it differs from the rest."""
     trials = []
     for prior in axes["prior"]:
         same_prior = [cell for cell in cells if cell["prior"] == prior]
+        size = population_size(args, len(same_prior))
         for start in range(0, len(same_prior), size):
             group = same_prior[start:start + size]
             shared = {k: v for k, v in group[0].items() if all(cell.get(k) == v for cell in group)}

@@ -154,15 +154,6 @@ def test_members_set_their_own_keys_over_the_shared_ones_and_one_prior_kind_is_c
         validate_config({"members": [{"beta_kl": -1.0}]})  # every member checked as a lone run
 
 
-@pytest.fixture
-def one_thread():
-    """Inductor's CPU kernels spin their OpenMP threads: on a loaded 2-core machine two threads are ~10× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_compiled_population_trains_as_the_eager_one_through_both_stages(one_thread):
     """compile_step (trainables/captured_step.py, inductor on the CPU): the same losses as the eager population at
     every iteration, through the VampPrior's conversion (a recompile), the freezing of the clipping bounds and the

@@ -151,7 +151,7 @@ def test_checkpoint_with_the_earlier_first_layer_layout_resumes_identically():
     assert strip(again) == strip(expected)
 
 
-def test_a_compiled_step_trains_like_the_eager_one():
+def test_a_compiled_step_trains_like_the_eager_one(one_thread):
     """compile_step: the same losses and weights as eager training, to float tolerance (inductor fuses and reorders
     float operations), on the CPU; on a GPU the same path runs as CUDA graphs."""
     eager, compiled = population(seeds=SEEDS), population(seeds=SEEDS, compile_step=True)

@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from sweeps.errors import SweepError
 from sweeps.studies import all_studies
 from sweeps.study import resolve
 from sweeps.study_runner import build_parser, flag_of, prepare, trial_fields
@@ -119,3 +120,22 @@ def test_2d_populations_group_cells_of_one_prior_and_split_back_into_the_same_ce
     key = lambda c: (c["dataset"], c["prior"], c["seed"])  # noqa: E731
     assert sorted(back, key=key) == sorted(cells, key=key)  # every cell once, with all its keys
     assert population_trials(cells, axes, Namespace(population_size=1)) == cells
+
+
+def test_an_automatic_2d_population_is_one_per_prior_on_a_gpu_and_one_run_per_trial_on_a_cpu():
+    """--population-size auto (the default): stacking pays on a GPU only (benchmarks/RESULTS.md)."""
+    from argparse import Namespace
+
+    from sweeps.studies.introvae_2d import population_trials
+
+    axes = {"dataset": ("rings", "8gaussians"), "prior": ("standard", "mog"), "seed": (0, 1, 2)}
+    cells = [{"dataset": d, "prior": p, "seed": s}
+             for d in axes["dataset"] for p in axes["prior"] for s in axes["seed"]]
+    on_cpu = Namespace(population_size="auto", gpus_per_trial=0.0, device="auto")
+    assert population_trials(cells, axes, on_cpu) == cells
+    for on_gpu in (Namespace(population_size="auto", gpus_per_trial=0.5, device="auto"),
+                   Namespace(population_size="auto", gpus_per_trial=0.0, device="cuda")):  # --backend processes
+        assert [len(t["members"]) for t in population_trials(cells, axes, on_gpu)] == [6, 6]
+    for bad in ("0", "many"):
+        with pytest.raises(SweepError, match="--population-size must be >= 1"):
+            population_trials(cells, axes, Namespace(population_size=bad, gpus_per_trial=0.0))
