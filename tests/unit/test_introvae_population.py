@@ -15,7 +15,7 @@ import torch
 
 from models.soft_intro_population import MemberNoise, ShapeRecorder
 from trainables.introvae import IntroVaeRun
-from trainables.introvae_population import IntroVaePopulationRun, member_configs, validate_config
+from trainables.introvae_population import IntroVaePopulationRun, member_configs, train_introvae_2d, validate_config
 
 # tiny: width 16, batch 32, K 4; num_vae 104 puts the VampPrior's conversion at iteration 4 (num_vae − 100) and the
 # first introspective iteration (clipping bounds frozen) at 104
@@ -212,3 +212,35 @@ def test_a_population_stream_run_continues_bit_identically_after_a_restore(tmp_p
     resumed = IntroVaePopulationRun(config)
     resumed.restore(tmp_path)
     assert [without_rates(m) for m in resumed.train_interval(15)] == [without_rates(m) for m in expected]
+
+
+class KeepingSink:
+    """Keeps every report; nothing to restore (a fresh trial)."""
+
+    restored_report = None
+
+    def __init__(self):
+        self.reports = []
+
+    def restore(self, run) -> bool:
+        return False
+
+    def report(self, metrics: dict, run, checkpoint: bool) -> None:
+        self.reports.append(metrics)
+
+
+def test_a_lone_cell_asking_for_population_settings_trains_as_a_population_of_one_and_reports_as_a_lone_run():
+    """train_introvae_2d, the study's trainable: `noise_streams: population` (or `compile_step`) on a cell without
+    members runs the population engine with one member, whose reports carry a lone run's keys at the top (where Tune,
+    the searcher and the results table read them), not a `population` list."""
+    cell = {**TINY, "prior": "mog", "num_vae": 10, "steps": 20, "report_every": 10}
+    lone, population = KeepingSink(), KeepingSink()
+    train_introvae_2d(cell, lone)
+    train_introvae_2d({**cell, "noise_streams": "population"}, population)
+    assert [r["step"] for r in population.reports] == [r["step"] for r in lone.reports] == [10, 20]
+    for alone, member in zip(lone.reports, population.reports, strict=True):
+        assert "population" not in member
+        # every key of a lone report, plus the member's identity and divergence step
+        assert set(member) - set(alone) == {"train/model_iterations_per_second", "seed", "dataset",
+                                            "diverged_at_step"}
+        assert set(alone) <= set(member) and member["status"] == alone["status"]
