@@ -151,10 +151,12 @@ def population_size(args, cells_of_prior: int) -> int:
 def population_trials(cells: list[dict], axes: dict, args) -> list[dict]:
     """Cells as trials: one each, or per prior kind in populations (trainables/introvae_population.py) of
     `population_size`, each member keeping the keys in which it differs from the rest."""
+    sizes = {prior: population_size(args, sum(cell["prior"] == prior for cell in cells)) for prior in axes["prior"]}
+    if all(size == 1 for size in sizes.values()):
+        return cells  # one run per trial, in the grid's order (dataset by dataset)
     trials = []
-    for prior in axes["prior"]:
+    for prior, size in sizes.items():
         same_prior = [cell for cell in cells if cell["prior"] == prior]
-        size = population_size(args, len(same_prior))
         for start in range(0, len(same_prior), size):
             group = same_prior[start:start + size]
             shared = {k: v for k, v in group[0].items() if all(cell.get(k) == v for cell in group)}
