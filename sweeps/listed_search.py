@@ -31,13 +31,15 @@ class ListedTrials(SearchGenerator):
 
     def restore_from_dir(self, dirpath: str) -> None:
         if super().has_checkpoint(dirpath):
-            super().restore_from_dir(dirpath)
-            return
-        # the saved position was cut short (set aside by sweeps/tune_state.py) or never written: the list's next
-        # position follows the trials Tune saved, whose ids carry their positions
+            super().restore_from_dir(dirpath)  # the list, its id prefix and what was skipped
+        # the list's next position follows the trials Tune saved, whose ids carry their positions, whatever the saved
+        # position says (or where it was cut short, set aside by sweeps/tune_state.py, or never written): a trial
+        # handed out after Tune's last experiment-state write (the driver died, the disk filled) would otherwise
+        # never run, and the resumed sweep would end short, saying done
         positions = [int(trial_id[len(self.searcher.prefix):]) for trial_id in saved_trial_ids(dirpath)
                      if trial_id.startswith(self.searcher.prefix)]
         self.searcher.next = self._counter = max(positions, default=-1) + 1
+        self._finished = self.searcher.next >= len(self.searcher.configs)
 
 
 class ListedConfigs(Searcher):

@@ -59,6 +59,28 @@ def test_a_search_state_cut_short_is_set_aside_and_the_grid_goes_on_from_the_sav
     assert search.searcher.suggest("next") == {"beta": 2.0}  # the third config: the two saved trials are not redone
 
 
+def test_a_trial_handed_out_after_tunes_last_state_write_runs_on_resume_under_its_own_id(tmp_path):
+    """Found by CI (test_full_disk, state only): the search state said two configs were handed out, Tune's
+    experiment state held only the first trial (the disk filled before it saved the second); the resume must
+    suggest the second config again, not end the sweep short."""
+    from sweeps.listed_search import listed_trials
+
+    configs = [{"beta": beta} for beta in (0.5, 1.0, 2.0)]
+    before = listed_trials(configs)
+    prefix = before.searcher.prefix
+    before.searcher.suggest("a"), before.searcher.suggest("b")  # two handed out, position 2 next
+    before._counter = 2
+    before.save_to_dir(str(tmp_path), session_str="2026-12-06_07-00-00")
+    (tmp_path / "experiment_state-2026-12-06_07-00-00.json").write_text(json.dumps(
+        {"trial_data": [[json.dumps({"trial_id": f"{prefix}00000"}), "{}"]], "runner_data": {}, "stats": {}}))
+
+    resumed = listed_trials(configs)
+    resumed.restore_from_dir(str(tmp_path))
+    assert resumed.searcher.prefix == prefix
+    assert resumed.searcher.suggest("again") == {"beta": 1.0}  # position 1, so its trial id is the one it had
+    assert resumed.searcher.next - 1 == 1
+
+
 def test_a_grid_whose_saved_state_is_lost_goes_on_under_its_ids_skipping_what_finished():
     from sweeps.listed_search import listed_trials
 
