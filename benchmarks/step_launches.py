@@ -18,6 +18,11 @@ or K, so the networks are small; they do depend on P (per-member draws). The lau
 Columns: eager (each member's own generator), compiled, and compiled with `noise_streams: population` (one call per
 draw for all members).
 
+Then the evaluation of one 2D run at the protocol's settings (a report's histograms every 500 iterations, the final
+gnELBO on a 1024² grid and the density image), with a GPU's negative-ELBO chunks (density2d.ELBO_CHUNK), and what
+the protocol's 60 runs (20 standard, 40 mixture) spend on it at `--launch-us`: the case for batching evaluation
+across members, or not.
+
 Prints Markdown.
 """
 import argparse
@@ -30,7 +35,9 @@ import torch  # noqa: E402
 from measure import kernel_launches  # noqa: E402
 
 from trainables.bias_grid_population import BiasGridPopulationRun  # noqa: E402
+from trainables.introvae import IntroVaeRun  # noqa: E402
 from trainables.introvae_population import IntroVaePopulationRun  # noqa: E402
+from trainables.metrics import density2d  # noqa: E402
 
 SMALL_2D = {"batch_size": 32, "hidden_width": 16, "num_components": 4, "lr_milestones": "", "steps": 10**9,
             "num_vae": 3}  # iterations 0-2 warm-up, then introspective
@@ -55,6 +62,29 @@ def bias_grid_counts(size: int, compile_step: bool) -> tuple[int, int]:
     run = BiasGridPopulationRun({"betas": [1.0] * size, "hidden_width": 16, "compile_step": compile_step})
     run.train_interval(2)
     return kernel_launches(lambda: run.train_interval(1))
+
+
+def evaluation_counts(prior: str) -> dict[str, int]:
+    """Launches of one report's histogram evaluation and of the final evaluation of a lone run (the population
+    engine evaluates each member through its lone run), with the GPU's chunks."""
+    run = IntroVaeRun({**SMALL_2D, "prior": prior})
+    run.train_interval(5)
+    density2d.ELBO_CHUNK[False] = density2d.ELBO_CHUNK[True]  # count the chunks a GPU would take
+    return {"report": kernel_launches(run.evaluate_histograms)[0], "final": kernel_launches(run.evaluate_final)[0]}
+
+
+def evaluation_table(launch_us: float, reports: int = 60, runs: dict[str, int] | None = None) -> None:
+    """Per run, and the protocol's total: `reports` histogram evaluations + one final per run."""
+    runs = runs or {"standard": 20, "mog": 40}  # 4 datasets × 5 seeds; MoG and VampPrior (a MoG once converted)
+    print(f"\nEvaluation launches of one 2D run ({reports} reports + final, GPU chunks of "
+          f"{density2d.ELBO_CHUNK[True]} points)\n")
+    print(f"| prior | one report | final | per run | protocol runs | protocol launches | at {launch_us:g} µs |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for prior, count in runs.items():
+        counts = evaluation_counts(prior)
+        per_run = reports * counts["report"] + counts["final"]
+        print(f"| {prior} | {counts['report']} | {counts['final']} | {per_run} | {count} | {per_run * count} | "
+              f"{per_run * count * launch_us / 1e6:.1f} s |", flush=True)
 
 
 def row(name: str, stage: str, size: int, counts: list[tuple[int, int]], launch_us: float) -> str:
@@ -89,6 +119,7 @@ def main() -> None:
             for stage in variants[0]:
                 print(row(f"Soft-IntroVAE {prior}", stage, size, [v[stage] for v in variants], args.launch_us),
                       flush=True)
+    evaluation_table(args.launch_us)
 
 
 if __name__ == "__main__":
