@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from models.soft_intro_population import MemberNoise, ShapeRecorder
+from tests.devices import DEVICES
 from trainables.introvae import IntroVaeRun
 from trainables.introvae_population import IntroVaePopulationRun, member_configs, train_introvae_2d, validate_config
 
@@ -154,13 +155,17 @@ def test_members_set_their_own_keys_over_the_shared_ones_and_one_prior_kind_is_c
         validate_config({"members": [{"beta_kl": -1.0}]})  # every member checked as a lone run
 
 
-def test_a_compiled_population_trains_as_the_eager_one_through_both_stages(one_thread):
-    """compile_step (trainables/captured_step.py, inductor on the CPU): the same losses as the eager population at
-    every iteration, through the VampPrior's conversion (a recompile), the freezing of the clipping bounds and the
-    introspective stage, and the same weights at the end. The eager population is its members' lone runs (above),
-    so this holds the compiled step to the lone runs too. Tolerance: inductor fuses and reorders float operations."""
-    config = {**TINY, **MEMBERS, "prior": "vamp", "vamp_to_mog": True, "r_entropy": 0.5}
-    eager, compiled = IntroVaePopulationRun(config), IntroVaePopulationRun({**config, "compile_step": True})
+@pytest.mark.parametrize("noise_streams", ["member", "population"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_compiled_population_trains_as_the_eager_one_through_both_stages(one_thread, device, noise_streams):
+    """compile_step (trainables/captured_step.py: inductor's kernels on the CPU, CUDA graphs on a GPU): the same
+    losses as the eager population at every iteration, through the VampPrior's conversion (a recompile), the
+    freezing of the clipping bounds and the introspective stage, and the same weights at the end, with either noise
+    stream. The eager member-stream population is its members' lone runs (above), so this holds the compiled step to
+    the lone runs too. Tolerance: inductor fuses and reorders float operations."""
+    config = {**TINY, **MEMBERS, "prior": "vamp", "vamp_to_mog": True, "r_entropy": 0.5, "noise_streams": noise_streams}
+    eager = IntroVaePopulationRun(config, device)
+    compiled = IntroVaePopulationRun({**config, "compile_step": True}, device)
     for iterations in (1, 2, 101, 1, 5):  # each stage: one recorded eager iteration, then compiled ones
         for e, c in zip(eager.train_interval(iterations), compiled.train_interval(iterations), strict=True):
             assert_same_losses(c, e, iterations)

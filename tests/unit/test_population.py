@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tests.devices import DEVICES
 from trainables.bias_grid import BiasGridRun
 from trainables.bias_grid_population import BiasGridPopulationRun, member_config
 
@@ -14,8 +15,8 @@ BETAS = [0.1, 1.0, 4.0]
 SEEDS = [3, 5]
 
 
-def population(betas=BETAS, **overrides):
-    return BiasGridPopulationRun({**CONFIG, "betas": betas, **overrides})
+def population(betas=BETAS, device="cpu", **overrides):
+    return BiasGridPopulationRun({**CONFIG, "betas": betas, **overrides}, device)
 
 
 def lone(beta, seed=CONFIG["seed"], **overrides):
@@ -151,10 +152,11 @@ def test_checkpoint_with_the_earlier_first_layer_layout_resumes_identically():
     assert strip(again) == strip(expected)
 
 
-def test_a_compiled_step_trains_like_the_eager_one(one_thread):
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_compiled_step_trains_like_the_eager_one(one_thread, device):
     """compile_step: the same losses and weights as eager training, to float tolerance (inductor fuses and reorders
-    float operations), on the CPU; on a GPU the same path runs as CUDA graphs."""
-    eager, compiled = population(seeds=SEEDS), population(seeds=SEEDS, compile_step=True)
+    float operations): inductor's kernels on the CPU, CUDA graphs replayed over static buffers on a GPU."""
+    eager, compiled = population(seeds=SEEDS, device=device), population(seeds=SEEDS, device=device, compile_step=True)
     for _ in range(2):  # the first interval compiles, the second replays
         eager_train, compiled_train = eager.train_interval(5), compiled.train_interval(5)
         for e, c in zip(eager_train, compiled_train, strict=True):
