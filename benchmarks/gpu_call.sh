@@ -5,10 +5,11 @@
 #   1. the CUDA cases of the captured-step tests (compiled = eager as CUDA graphs, both engines; `-k cuda`);
 #   2. the 2D protocol, 4 datasets × 3 priors × 5 seeds × 30,000 iterations, as six populations of 10 side by side,
 #      compiled and drawing from one population stream (eager if step 1 failed: the figure still comes back);
-#   3. with what is left of the call's time: the β × bias population step, eager against captured.
+#   3. with what is left of the call's time: the β × bias paper preset (11 populations of 21 side by side, compiled as
+#      in 2), then its population step eager against captured.
 # Run from the repository root (device run, timeout_s 600):   bash benchmarks/gpu_call.sh
 # Files under $OUT (./gpu_call_out where OUT is unset): machine.txt, tests.log, protocol.log, results.parquet
-# (the protocol's rows, whatever finished), bias_grid.md. A trial that has not finished when the protocol's time is
+# (the protocol's rows, whatever finished), bias_grid.log, bias_grid.md. A trial that has not finished when the protocol's time is
 # up leaves its last progress lines (steps/s, time left) in protocol.log: the throughput figure, if not the rows.
 # Knobs (environment): PROTOCOL_SECONDS (default 420), TEST_SECONDS (100), DEVICE (cuda), EXTRA (more flags for the
 # protocol, e.g. "--steps 40 --num-vae 20 --gnelbo-grid 16" for a dry run on a CPU with DEVICE=cpu).
@@ -39,8 +40,19 @@ timeout "${PROTOCOL_SECONDS:-420}" $PYTHON -m sweeps.introvae_prior --backend pr
 echo "protocol exit $? after $((SECONDS - protocol_started)) s" | tee -a "$OUT/machine.txt"
 cp "$RUNS/introvae/paper2d-5seeds/results.parquet" "$OUT/" 2>/dev/null || echo "no protocol rows" >> "$OUT/machine.txt"
 
+# the β × bias paper preset (231 models × 10,000 steps, training and evaluation): 11 populations of 21, side by side
 left=$((560 - SECONDS + started))
 if [ $left -gt 30 ]; then
-    timeout "$left" $PYTHON benchmarks/population_scaling.py --device "$DEVICE" --compiled > "$OUT/bias_grid.md" 2>&1
+    bias_started=$SECONDS
+    timeout "$((left < 150 ? left : 150))" $PYTHON -m sweeps.bias_grid --preset paper --backend processes \
+        --device "$DEVICE" --compile-step "$compile_step" --parallel 11 --threads 1 --name paper-gpu --out "$RUNS" \
+        > "$OUT/bias_grid.log" 2>&1
+    echo "bias grid paper preset exit $? after $((SECONDS - bias_started)) s" | tee -a "$OUT/machine.txt"
+fi
+# its population step, eager against captured, lone model to P = 231
+left=$((560 - SECONDS + started))
+if [ $left -gt 30 ]; then
+    timeout "$left" $PYTHON benchmarks/population_scaling.py --device "$DEVICE" --compiled --sizes 1 21 231 \
+        --widths 256 --seconds 2 > "$OUT/bias_grid.md" 2>&1
 fi
 echo "done after $((SECONDS - started)) s" >> "$OUT/machine.txt"
