@@ -19,7 +19,7 @@ from models.population import PopulationMlpVae
 from trainables.bias_grid import FIELDS as SINGLE_FIELDS
 from trainables.bias_grid import STUDY, BiasGridData
 from trainables.bias_grid import validate_config as validate_single
-from trainables.captured_step import compiled_if
+from trainables.captured_step import begin_step, compiled_if
 from trainables.config import Field, validate
 from trainables.metrics.recovery import example_images, pmi, recovery_scores
 from trainables.optim import adam
@@ -111,6 +111,8 @@ class BiasGridPopulationRun(Checkpointed):
         dead = (~alive).nonzero().flatten()
 
         def one_step() -> dict[str, torch.Tensor]:  # every metric (P,)
+            if self.config["compile_step"]:
+                begin_step(self.device)
             loss, metrics = self._loss(self._next_batch(), [group.noise for group in self.groups], alive,
                                        self.training_loss)
             self.optimiser.zero_grad(set_to_none=True)

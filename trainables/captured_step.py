@@ -33,6 +33,15 @@ def compiled(function, device: torch.device):
     return with_outputs_copied
 
 
+def begin_step(device: torch.device) -> None:
+    """Marks where a training iteration begins, for the CUDA graphs (no-op elsewhere). An iteration here calls two or
+    three compiled losses, each with its own backward, so the graphs' own rule (a new iteration at every call with
+    no backward pending) is left no guessing; the previous iteration's graph outputs are released (what a step keeps
+    was copied out). Called by the engines at each iteration of a compiled run."""
+    if device.type == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 def compiled_if(enabled: bool, device: torch.device):
     """A wrapper for each function of a step: `compiled` when `enabled`, else the function itself (eager)."""
     return (lambda function: compiled(function, device)) if enabled else (lambda function: function)

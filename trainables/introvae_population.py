@@ -33,7 +33,7 @@ from models.objectives import SoftIntroConfig
 from models.population import PopulationMlpVae, StackedMlp
 from models.soft_intro_population import MemberNoise, PopulationNoise, ShapeRecorder, stack_priors
 from models.soft_intro_population_objectives import PopulationObjectives
-from trainables.captured_step import compiled_if
+from trainables.captured_step import begin_step, compiled_if
 from trainables.config import ConfigError
 from trainables.data.toy2d import sample_2d
 from trainables.introvae import IntroVaeRun, train_introvae
@@ -140,6 +140,8 @@ class IntroVaePopulationRun(ThreePlayers, Checkpointed):
     def train_iteration(self, dead: torch.Tensor) -> dict[str, torch.Tensor]:
         """One iteration of every member (SoftIntroRun.train_iteration over the member dimension); metrics (P,)."""
         c, it = self.config, self.step
+        if c["compile_step"]:
+            begin_step(self.device)
         if c["prior"] == "vamp" and c["vamp_to_mog"] and not self.converted and it >= self.vamp_to_mog_step:
             self.convert_vamp_to_mog()
         x = self._batches(c["batch_size"])  # (P, B, 2)
