@@ -1,7 +1,8 @@
 """`--backend processes`: a study's cells without Ray or MLflow, for a machine that has only torch, pandas and pyarrow
 (a lent GPU machine). Same cells, trial configs, labels, report cadence and results rows as a Ray sweep; each trial
 runs in a process of its own, `--parallel` at once; a row is added to results.parquet as each trial ends, and a
-rerun with the same --name skips the trials already there. No checkpoints: a trial finishes or runs again.
+rerun with the same --name skips the trials already there and continues the others from their last report (each
+report is checkpointed: sweeps/local_checkpoints.py; a finished trial's checkpoints are removed with its row written).
 
     python -m sweeps.introvae_prior --preset paper2d --seeds 0 1 --backend processes --device cuda --parallel 4
 """
@@ -10,9 +11,11 @@ import json
 import multiprocessing
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
+from sweeps import local_checkpoints
 from sweeps.cells import cell_row, trial_cells
 from sweeps.progress_text import trial_progress
 from sweeps.study import resolve
@@ -22,19 +25,29 @@ FINISHED = ("completed", "diverged")
 
 
 class PrintingSink:
-    """The trial loop's sink outside Ray: keeps the last report, prints a progress line per report."""
+    """The trial loop's sink outside Ray: keeps the last report, prints a progress line per report, and (given a
+    checkpoint directory) checkpoints each report and continues a killed trial from its last one."""
 
-    restored_report = None  # nothing is restored: a rerun skips the trials that finished
+    restored_report = None
 
-    def __init__(self, label: str, keys: tuple[str, ...]):
-        self.label, self.keys, self.last = label, keys, {}
+    def __init__(self, label: str, keys: tuple[str, ...], checkpoints: Path | None = None):
+        self.label, self.keys, self.last, self.checkpoints = label, keys, {}, checkpoints
         self.started = self.previous_time = time.perf_counter()
         self.previous_step = 0
 
     def restore(self, run) -> bool:
-        return False
+        if self.checkpoints is None:
+            return False
+        self.restored_report = local_checkpoints.restore(self.checkpoints, run)
+        if self.restored_report is None:
+            return False
+        self.previous_step = run.step
+        print(f"  {self.label}: continues from its checkpoint at step {run.step}", flush=True)
+        return True
 
     def report(self, metrics: dict, run, checkpoint: bool) -> None:
+        if checkpoint and self.checkpoints is not None:
+            local_checkpoints.save(self.checkpoints, run, metrics)
         now = time.perf_counter()
         step = int(metrics.get("step", 0))
         rate = (step - self.previous_step) / max(now - self.previous_time, 1e-9)
@@ -68,7 +81,7 @@ def run_trial(job) -> list[dict]:
     trial_id = trial_id_of(config)
     cells = trial_cells(trial_id, config, None)
     label = study.label(cells[0][1]) + (f" and {len(cells) - 1} more cells" if len(cells) > 1 else "")
-    sink = PrintingSink(label, study.progress)
+    sink = PrintingSink(label, study.progress, local_checkpoints.checkpoint_directory(settings.out_dir, trial_id))
     try:
         resolve(study.trainable)(config, sink=sink)
         errored = False
@@ -111,6 +124,9 @@ def run_locally(sweep) -> int:
                 print(f"[{len(rows)}/{len(sweep.cells)}] {sweep.study.label(row)}: {row['status']}"
                       f"{' — ' + headline if headline else ''}", flush=True)
             write_parquet(pd.DataFrame(list(rows.values())), path)
+            if finished and all(row["status"] in FINISHED for row in finished):  # an error reruns from its last report
+                local_checkpoints.remove(local_checkpoints.checkpoint_directory(
+                    settings.out_dir, trial_of(finished[0]["trial_id"])))
     frame = pd.DataFrame(list(rows.values()))
     try:
         sweep.draw(frame, settings)

@@ -70,7 +70,8 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
     backend.add_argument("--backend", choices=("ray", "processes"), default="ray",
                          help="ray: a Ray Tune sweep, tracked in MLflow (default); processes: the same cells and "
                               "rows without Ray or MLflow, each trial in a process of its own (a GPU machine with "
-                              "torch only); a rerun skips the trials already in results.parquet")
+                              "torch only); a rerun skips the trials already in results.parquet and continues the "
+                              "others from their last report")
     backend.add_argument("--parallel", type=int, default=1, help="processes backend: trials at once (default 1)")
     backend.add_argument("--threads", type=int, default=1, help="processes backend: CPU threads per trial")
     add_common_arguments(parser)

@@ -1,0 +1,58 @@
+"""Checkpoints of `--backend processes` trials: one directory per trial under <out>/checkpoints/<trial id>/, holding
+the run's state and the report it went with (trainables/trial_loop.REPORT_FILE), as a Ray trial's checkpoint does.
+
+A new checkpoint is written whole beside the current one, then swapped in by two renames; a process killed at any
+moment leaves either the new one, the current one, or (between the renames) the current one under `.old`, which
+`readable_directory` then offers. So a killed trial continues from its last report, not from step 0.
+"""
+import json
+import shutil
+from pathlib import Path
+
+from trainables.trial_loop import REPORT_FILE, plain_value, restore_or_start_over
+
+CHECKPOINTS = "checkpoints"
+
+
+def checkpoint_directory(out_dir: Path, trial_id: str) -> Path:
+    return out_dir / CHECKPOINTS / trial_id
+
+
+def _sibling(directory: Path, suffix: str) -> Path:
+    return directory.with_name(directory.name + suffix)
+
+
+def save(directory: Path, run, report: dict) -> None:
+    """The run's state and `report`, replacing what `directory` held (never leaving it half written)."""
+    new, old = _sibling(directory, ".new"), _sibling(directory, ".old")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    run.save(new)
+    (new / REPORT_FILE).write_text(json.dumps(report, default=plain_value))
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    new.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def readable_directory(directory: Path) -> Path | None:
+    """The trial's last complete checkpoint: `directory`, or its `.old` if a kill fell between the two renames."""
+    for candidate in (directory, _sibling(directory, ".old")):
+        if (candidate / REPORT_FILE).exists():
+            return candidate
+    return None
+
+
+def restore(directory: Path, run) -> dict | None:
+    """Continue `run` from the trial's last checkpoint; the report it went with, or None (nothing to continue)."""
+    found = readable_directory(directory)
+    if found is None or not restore_or_start_over(run, found):
+        return None
+    return json.loads((found / REPORT_FILE).read_text())
+
+
+def remove(directory: Path) -> None:
+    """A finished trial's checkpoints (its rows are in results.parquet)."""
+    for path in (directory, _sibling(directory, ".old"), _sibling(directory, ".new")):
+        shutil.rmtree(path, ignore_errors=True)
