@@ -4,6 +4,8 @@ oldest later one on disk (the one Tune registered; a newer one may hold a report
 import json
 import pickle
 
+import pytest
+
 from sweeps.tune_state import repair_for_restore
 
 
@@ -79,6 +81,34 @@ def test_a_trial_handed_out_after_tunes_last_state_write_runs_on_resume_under_it
     assert resumed.searcher.prefix == prefix
     assert resumed.searcher.suggest("again") == {"beta": 1.0}  # position 1, so its trial id is the one it had
     assert resumed.searcher.next - 1 == 1
+
+
+@pytest.mark.parametrize("cut", ["searcher-state-*.pkl", "search_gen_state-*.json"])
+def test_a_resumed_grid_whose_search_state_was_cut_takes_its_ids_and_position_from_the_saved_trials(cut, tmp_path):
+    """Found by CI (test_full_disk, results and state): the disk filled while Tune copied the search state, one of its
+    two files was cut short and set aside. The resumed driver's fresh search (a new random id prefix) must neither
+    make Tune give up the restore (it then started the experiment over and ran half the grid) nor redo the saved
+    trials under new ids: it takes the prefix from the saved trials and goes on after them."""
+    from sweeps.listed_search import listed_trials
+
+    configs = [{"beta": beta} for beta in (0.5, 1.0, 2.0, 4.0)]
+    before = listed_trials(configs)
+    prefix = before.searcher.prefix
+    before.searcher.suggest("a"), before.searcher.suggest("b")
+    before._counter = 2
+    before.save_to_dir(str(tmp_path), session_str="2026-12-06_07-00-00")
+    trials = [[json.dumps({"trial_id": f"{prefix}{position:05d}"}), "{}"] for position in (0, 1)]
+    (tmp_path / "experiment_state-2026-12-06_07-00-00.json").write_text(
+        json.dumps({"trial_data": trials, "runner_data": {}, "stats": {}}))
+    [state] = tmp_path.glob(cut)
+    state.write_bytes(state.read_bytes()[:10])  # the copy into storage ended when the disk filled
+    assert len(repair_for_restore(str(tmp_path))) == 1
+
+    resumed = listed_trials(configs)
+    assert resumed.searcher.prefix != prefix and resumed.has_checkpoint(str(tmp_path))
+    resumed.restore_from_dir(str(tmp_path))  # Tune's restore: must not raise
+    assert resumed.searcher.prefix == prefix
+    assert resumed.searcher.suggest("next") == {"beta": 2.0} and resumed.searcher.next - 1 == 2
 
 
 def test_a_grid_whose_saved_state_is_lost_goes_on_under_its_ids_skipping_what_finished():
