@@ -64,11 +64,11 @@ def check_settings(settings: SweepSettings) -> None:
                          f"pass --resume to continue it or choose another --name")
 
 
-def connect_ray(address: str | None) -> None:
+def connect_ray(address: str | None) -> bool:
     """Join the cluster at `address` (or RAY_ADDRESS), after checking in seconds that it answers; else start an
-    embedded local Ray."""
+    embedded local Ray. True when this call connected (so the sweep may disconnect), False when a caller had."""
     if ray.is_initialized():  # a caller (test, notebook) already chose the cluster
-        return
+        return False
     gcs_address = resolve_address(address, os.environ.get("RAY_ADDRESS"))
     if gcs_address is not None:
         check_reachable(gcs_address)
@@ -81,6 +81,7 @@ def connect_ray(address: str | None) -> None:
     except (ray.exceptions.AuthenticationError, ConnectionError) as error:  # a missing or wrong token, mostly
         first_sentence = str(error).split(". ")[0]
         raise SweepError(f"cannot join Ray{' at ' + gcs_address if gcs_address else ''}: {first_sentence}") from None
+    return True
 
 
 def finish_sweep(frame: pd.DataFrame, settings: SweepSettings, tracking: SweepSession,
@@ -190,7 +191,7 @@ def run_sweep(
     # the whole list (kilobytes) once as a warning; every value reaches MLflow and the results table instead
     logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.ERROR)
     start_writer_server()  # its imports run while Ray starts
-    connect_ray(settings.address)
+    connected_here = connect_ray(settings.address)
     waiting_for = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial,
                                         ray.get_runtime_context().gcs_address)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +226,10 @@ def run_sweep(
             if not (full or is_disk_full(closing)):
                 raise
             full = True
+        if connected_here and (full or isinstance(error, KeyboardInterrupt)):
+            # the trials' workers, stopped, still print their last words through the driver: disconnect first, so
+            # the line saying how to go on is the last one the user sees
+            ray.shutdown()
         if full and not isinstance(error, DiskFull):
             raise DiskFull(disk.message(settings.out_dir)) from None
         if isinstance(error, KeyboardInterrupt):
