@@ -5,11 +5,10 @@ A new checkpoint is written whole beside the current one, then swapped in by two
 moment leaves either the new one, the current one, or (between the renames) the current one under `.old`, which
 `readable_directory` then offers. So a killed trial continues from its last report, not from step 0.
 """
-import json
 import shutil
 from pathlib import Path
 
-from trainables.trial_loop import REPORT_FILE, plain_value, restore_or_start_over
+from trainables.trial_loop import REPORT_FILE, read_checkpoint, write_checkpoint
 
 CHECKPOINTS = "checkpoints"
 
@@ -27,8 +26,7 @@ def save(directory: Path, run, report: dict) -> None:
     new, old = _sibling(directory, ".new"), _sibling(directory, ".old")
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
-    run.save(new)
-    (new / REPORT_FILE).write_text(json.dumps(report, default=plain_value))
+    write_checkpoint(new, run, report)
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         directory.rename(old)
@@ -47,9 +45,7 @@ def readable_directory(directory: Path) -> Path | None:
 def restore(directory: Path, run) -> dict | None:
     """Continue `run` from the trial's last checkpoint; the report it went with, or None (nothing to continue)."""
     found = readable_directory(directory)
-    if found is None or not restore_or_start_over(run, found):
-        return None
-    return json.loads((found / REPORT_FILE).read_text())
+    return None if found is None else read_checkpoint(run, found)
 
 
 def remove(directory: Path) -> None:

@@ -93,6 +93,21 @@ def plain_value(value):
 REPORT_FILE = "report.json"  # beside the run's state in each checkpoint: the report the checkpoint went with
 
 
+def write_checkpoint(directory, run, report: dict) -> None:
+    """The run's state and the report it goes with, into the (existing, empty) checkpoint `directory`."""
+    run.save(directory)
+    (Path(directory) / REPORT_FILE).write_text(json.dumps(report, default=plain_value))
+
+
+def read_checkpoint(run, directory) -> dict | None:
+    """Continue `run` from the checkpoint in `directory`: the report it went with ({} if it holds none), or None
+    when it is unreadable and the run starts over."""
+    if not restore_or_start_over(run, directory):
+        return None
+    report = Path(directory) / REPORT_FILE
+    return json.loads(report.read_text()) if report.exists() else {}
+
+
 class TuneSink:
     """Reports to Ray Tune, each with a checkpoint of the run and its report; a restarted trial resumes from the last
     one (`restored_report`: that checkpoint's report)."""
@@ -106,11 +121,9 @@ class TuneSink:
         if checkpoint is None:
             return False
         with checkpoint.as_directory() as directory:
-            restored = restore_or_start_over(run, directory)
-            report = Path(directory) / REPORT_FILE
-            if restored and report.exists():
-                self.restored_report = json.loads(report.read_text())
-            return restored
+            report = read_checkpoint(run, directory)
+        self.restored_report = report or None
+        return report is not None
 
     def report(self, metrics: dict, run, checkpoint: bool) -> None:
         from ray import tune
@@ -119,8 +132,7 @@ class TuneSink:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as directory:
-            run.save(directory)
-            (Path(directory) / REPORT_FILE).write_text(json.dumps(metrics, default=plain_value))
+            write_checkpoint(directory, run, metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
