@@ -12,7 +12,8 @@ import pandas as pd
 
 from analysis.heatmaps import write_heatmaps
 from analysis.load import RESULTS_FILE, ResultsError, load_mlflow, load_parquet, write_parquet
-from analysis.tables import write_introvae_tables
+from analysis.tables import ROWS as TABLE_ROWS
+from analysis.tables import repeated_seeds, write_introvae_tables
 from tracking.secrets import redact
 
 
@@ -41,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         source = command.add_mutually_exclusive_group(required=True)
         source.add_argument("--results", type=Path, nargs="+",
                             help="a sweep's results directory (or its results.parquet); several are read as one "
-                                 "table (a protocol run in pieces; then give --out)")
+                                 "table (a protocol run in pieces; then give --out)"
+                                 + ONCE_PER_SEED.get(experiment, ""))
         source.add_argument("--mlflow-uri", help="tracking URI to read the sweep from, e.g. sqlite:///mlflow.db")
         command.add_argument("--experiment", default=experiment, help=f"MLflow experiment (default: {experiment})")
         command.add_argument("--sweep", help="sweep name in MLflow (default: the newest)")
@@ -61,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--results", type=Path, required=True, help="the sweep's results directory")
     sync.add_argument("--mlflow-uri", required=True, help="tracking URI to fill, e.g. http://127.0.0.1:5000")
     return parser
+
+
+# the seed tables count each seed of a row once; the heatmaps average whatever trials a cell holds
+ONCE_PER_SEED = {experiment: "; a seed completed in more than one counts once, from the last"
+                 for experiment in ("introvae", "introvae_images")}
+
+
+def note_repeated_seeds(frame, rows: list[str]) -> None:
+    repeated = repeated_seeds(frame, rows)
+    if repeated:
+        print(f"note: completed more than once, the last counts: {', '.join(repeated)}")
 
 
 def load_results(args):
@@ -102,6 +115,7 @@ def heatmaps_command(args) -> None:
 def tables_command(args) -> None:
     frame, out = load_results(args)
     require_columns(frame, ("dataset", "prior"), "tables", "heatmaps")
+    note_repeated_seeds(frame, TABLE_ROWS)
     paths = write_introvae_tables(frame, out)
     print(f"{len(frame)} trials -> {', '.join(p.name for p in paths)} in {out}")
     if (Path(out) / "table_2d.md").exists():
@@ -109,10 +123,11 @@ def tables_command(args) -> None:
 
 
 def images_command(args) -> None:
-    from analysis.image_tables import TABLE_FILE, write_image_tables
+    from analysis.image_tables import ROWS, TABLE_FILE, write_image_tables
 
     frame, out = load_results(args)
     require_columns(frame, ("dataset", "prior", "num_components", "r_entropy"), "images", "tables")
+    note_repeated_seeds(frame, ROWS)
     paths = write_image_tables(frame, out)
     print(f"{len(frame)} trials -> {', '.join(p.name for p in paths)} in {out}")
     if (Path(out) / TABLE_FILE).exists():

@@ -112,3 +112,22 @@ def test_results_of_the_other_study_are_one_clear_error_not_a_key_error(tmp_path
     results_table().assign(study="bias_grid").to_parquet(tmp_path / "results.parquet", index=False)
     assert analysis_main(["tables", "--results", str(tmp_path)]) == 2
     assert "no 'dataset'" in capsys.readouterr().err and not list(tmp_path.glob("table_2d.*"))
+
+
+def test_a_seed_run_again_in_a_later_piece_counts_once_as_its_later_row(tmp_path, capsys):
+    """A protocol piece redone after a fix: the 2D table averages each (dataset, prior) over distinct seeds, the
+    redone seed as it was run last (the later --results), and says which seeds were repeated."""
+    def piece(name: str, rows: list[tuple[str, int, float]]) -> str:
+        (tmp_path / name).mkdir()
+        pd.DataFrame([{"study": "introvae", "dataset": "rings", "prior": prior, "seed": seed,
+                       "status": "completed", "eval/kl": kl} for prior, seed, kl in rows]
+                     ).to_parquet(tmp_path / name / "results.parquet", index=False)
+        return str(tmp_path / name)
+
+    before_fix = piece("s0", [("standard", 0, 2.0), ("mog", 0, 9.0)])
+    later = piece("s1", [("standard", 1, 4.0), ("mog", 0, 1.0), ("mog", 1, 3.0)])
+    assert analysis_main(["tables", "--results", before_fix, later, "--out", str(tmp_path / "both")]) == 0
+    assert "the last counts: rings mog seed 0" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "both" / "table_2d.csv").set_index("prior")
+    assert table.loc["mog", "seeds"] == 2 and table.loc["mog", "KL"] == pytest.approx(2.0)  # (1 + 3) / 2, not 13 / 3
+    assert table.loc["standard", "seeds"] == 2 and table.loc["standard", "KL"] == pytest.approx(3.0)
