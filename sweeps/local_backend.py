@@ -112,6 +112,7 @@ def run_locally(sweep) -> int:
         finished_cells.setdefault(trial_of(row["trial_id"]), []).append(row["status"] in FINISHED)
     done = {trial for trial, finished in finished_cells.items() if all(finished)}
     todo = [config for config in configs if trial_id_of(config) not in done]
+    local_checkpoints.remove_finished(settings.out_dir, done)
     print(f"{len(configs)} trials ({len(sweep.cells)} cells) of {sweep.study.name}, {len(configs) - len(todo)} "
           f"already in {path}; {sweep.args.parallel} at once, no Ray, no MLflow", flush=True)
     jobs = [(sweep.study.name, config, settings, sweep.args.threads) for config in todo]

@@ -27,8 +27,8 @@ def save(directory: Path, run, report: dict) -> None:
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
     write_checkpoint(new, run, report)
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
+    if directory.exists():  # else `.old` may be the only whole checkpoint (a kill fell between the renames): kept
+        shutil.rmtree(old, ignore_errors=True)
         directory.rename(old)
     new.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
@@ -52,3 +52,11 @@ def remove(directory: Path) -> None:
     """A finished trial's checkpoints (its rows are in results.parquet)."""
     for path in (directory, _sibling(directory, ".old"), _sibling(directory, ".new")):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_finished(out_dir: Path, finished: set[str]) -> None:
+    """The checkpoints of trials whose rows are in results.parquet, where a kill fell between writing the rows and
+    removing them. (Those of trials outside this run's grid stay: a later command with other flags may continue
+    them.)"""
+    for trial_id in finished:
+        remove(checkpoint_directory(out_dir, trial_id))

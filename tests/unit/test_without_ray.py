@@ -33,9 +33,14 @@ def test_the_processes_backend_trains_a_cell_to_the_end_without_ray(tmp_path):
         ("introvae", "no-ray", "completed", "mog", 60)
     assert row["eval/kl"] > 0 and row["eval/gnelbo"] > 0 and len(row["plot/density"]) == 16 * 16
 
+    # what a kill between writing the row and removing the checkpoint leaves; and a cut-off trial of another grid
+    checkpoints = results.parent / "checkpoints"
+    for left in (row["trial_id"], f"{row['trial_id']}.old", "local-of-another-grid"):
+        (checkpoints / left).mkdir(parents=True)
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment)
     assert again.returncode == 0 and "1 already in" in again.stdout and "step 30/60" not in again.stdout
     assert len(pd.read_parquet(results)) == 1  # the finished cell kept, not run twice
+    assert [p.name for p in checkpoints.iterdir()] == ["local-of-another-grid"]  # a later command may continue it
 
 
 def checkpointed(sweep_dir: Path) -> bool:
