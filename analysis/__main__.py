@@ -11,9 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.heatmaps import write_heatmaps
-from analysis.load import RESULTS_FILE, ResultsError, load_mlflow, load_parquet, write_parquet
-from analysis.tables import ROWS as TABLE_ROWS
-from analysis.tables import repeated_seeds, write_introvae_tables
+from analysis.load import RESULTS_FILE, ResultsError, combine_pieces, load_mlflow, load_parquet, write_parquet
+from analysis.tables import write_introvae_tables
 from tracking.secrets import redact
 
 
@@ -42,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         source = command.add_mutually_exclusive_group(required=True)
         source.add_argument("--results", type=Path, nargs="+",
                             help="a sweep's results directory (or its results.parquet); several are read as one "
-                                 "table (a protocol run in pieces; then give --out)"
-                                 + ONCE_PER_SEED.get(experiment, ""))
+                                 "table (a protocol run in pieces; then give --out); a cell run again in a later "
+                                 "one counts as its last run")
         source.add_argument("--mlflow-uri", help="tracking URI to read the sweep from, e.g. sqlite:///mlflow.db")
         command.add_argument("--experiment", default=experiment, help=f"MLflow experiment (default: {experiment})")
         command.add_argument("--sweep", help="sweep name in MLflow (default: the newest)")
@@ -65,23 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# the seed tables count each seed of a row once; the heatmaps average whatever trials a cell holds
-ONCE_PER_SEED = {experiment: "; a seed completed in more than one counts once, from the last"
-                 for experiment in ("introvae", "introvae_images")}
-
-
-def note_repeated_seeds(frame, rows: list[str]) -> None:
-    repeated = repeated_seeds(frame, rows)
-    if repeated:
-        print(f"note: completed more than once, the last counts: {', '.join(repeated)}")
-
-
 def load_results(args):
     """The results table and where outputs go; a table read from MLflow is also written there as Parquet."""
     if args.results is not None:
         if len(args.results) > 1 and args.out is None:
             raise ResultsError("several --results are combined into one table: say where it goes with --out")
-        frame = pd.concat([load_parquet(path) for path in args.results], ignore_index=True)
+        frame, replaced = combine_pieces([load_parquet(path) for path in args.results])
+        if replaced:
+            print(f"run again in a later --results, its last run counts: {'; '.join(replaced)}")
         if len(args.results) > 1:
             args.out.mkdir(parents=True, exist_ok=True)
             write_parquet(frame, args.out / RESULTS_FILE)
@@ -115,7 +105,6 @@ def heatmaps_command(args) -> None:
 def tables_command(args) -> None:
     frame, out = load_results(args)
     require_columns(frame, ("dataset", "prior"), "tables", "heatmaps")
-    note_repeated_seeds(frame, TABLE_ROWS)
     paths = write_introvae_tables(frame, out)
     print(f"{len(frame)} trials -> {', '.join(p.name for p in paths)} in {out}")
     if (Path(out) / "table_2d.md").exists():
@@ -123,11 +112,10 @@ def tables_command(args) -> None:
 
 
 def images_command(args) -> None:
-    from analysis.image_tables import ROWS, TABLE_FILE, write_image_tables
+    from analysis.image_tables import TABLE_FILE, write_image_tables
 
     frame, out = load_results(args)
     require_columns(frame, ("dataset", "prior", "num_components", "r_entropy"), "images", "tables")
-    note_repeated_seeds(frame, ROWS)
     paths = write_image_tables(frame, out)
     print(f"{len(frame)} trials -> {', '.join(p.name for p in paths)} in {out}")
     if (Path(out) / TABLE_FILE).exists():

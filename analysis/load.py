@@ -2,14 +2,15 @@
 record (`sweep.json`: name, study, storage, tracking URI, parent run, command, settings)."""
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tracking.files import RESULTS_FILE, ResultsError, read_parquet, write_parquet
 from tracking.sweep_record import SWEEP_RECORD, read_sweep_record, write_sweep_record
 
 # the results files are written by tracking/ (during the sweep and by `sync`); their names are analysis's too
-__all__ = ["RESULTS_FILE", "SWEEP_RECORD", "ResultsError", "load_mlflow", "load_parquet", "read_sweep_record",
-           "write_parquet", "write_sweep_record"]
+__all__ = ["BOOKKEEPING", "RESULTS_FILE", "SWEEP_RECORD", "ResultsError", "combine_pieces", "load_mlflow",
+           "load_parquet", "read_sweep_record", "write_parquet", "write_sweep_record"]
 
 
 def load_parquet(results_dir: str | Path) -> pd.DataFrame:
@@ -25,6 +26,29 @@ def load_parquet(results_dir: str | Path) -> pd.DataFrame:
     if "status" not in frame.columns:
         raise ResultsError(f"{path} is a Parquet file but not a sweep's results table (it has no 'status' column)")
     return frame
+
+
+# a row's bookkeeping, not part of what distinguishes its cell
+BOOKKEEPING = {"study", "sweep", "trial_id", "status", "mlflow_run_id", "wall_time_s", "step", "diverged_at_step",
+               "device", "gpu_ids", "resumed_at_step", "node_id", "node_ip"}
+
+
+def combine_pieces(pieces: list[pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
+    """Results tables of a sweep run in pieces, as one: (table, the cells replaced). A cell run again in a later
+    piece (e.g. redone after a fix) replaces its rows of earlier pieces, whatever either's status; a cell is its
+    settings in every column all pieces have (seed included), so pieces written before a setting existed still
+    match. Rows of one piece are all kept (a search may try one setting twice)."""
+    shared = set.intersection(*(set(piece.columns) for piece in pieces))
+    identity = [c for c in pieces[0].columns if c in shared and "/" not in c and c not in BOOKKEEPING]
+    frame = pd.concat(pieces, ignore_index=True)
+    if not identity:
+        return frame, []
+    keys = frame[identity].astype(str)  # lists and NaNs compare as text
+    piece = pd.Series(np.repeat(np.arange(len(pieces)), [len(p) for p in pieces]), index=frame.index)
+    replaced = piece < piece.groupby([keys[c] for c in identity]).transform("max")
+    varying = [c for c in identity if keys[c].nunique() > 1]
+    labels = sorted({" ".join(f"{c}={row[c]}" for c in varying) for _, row in keys[replaced].iterrows()})
+    return frame[~replaced].reset_index(drop=True), labels
 
 
 def _number_or_text(value: str):

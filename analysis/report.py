@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.load import RESULTS_FILE, load_parquet, read_sweep_record
+from analysis.load import BOOKKEEPING, RESULTS_FILE, load_parquet, read_sweep_record
 from tracking.files import write_text
 from tracking.run_layout import run_url, ui_base_url
 
@@ -45,11 +45,6 @@ def _settings(record: dict) -> str:
     body = "".join(f"<tr><td>{html.escape(str(k))}</td><td><code>{html.escape(str(v))}</code></td></tr>"
                    for k, v in rows)
     return f"<table>{body}</table>"
-
-
-# a row's bookkeeping, not part of what distinguishes its cell
-BOOKKEEPING = {"study", "sweep", "trial_id", "status", "mlflow_run_id", "wall_time_s", "step", "diverged_at_step",
-               "device", "gpu_ids", "resumed_at_step", "node_id", "node_ip"}
 
 
 def fallback_columns(frame: pd.DataFrame) -> list[str]:

@@ -28,27 +28,10 @@ def table_2d(frame: pd.DataFrame) -> pd.DataFrame:
     return seed_table(frame, ROWS, TABLE_COLUMNS)
 
 
-def completed_once_per_seed(frame: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
-    """The completed runs, one per seed of each table row: a seed run again (a protocol piece redone after a fix,
-    read from a later --results) counts once, as its last row in `frame`."""
-    done = frame[frame["status"] == "completed"]
-    return done.drop_duplicates(subset=[*rows, "seed"], keep="last") if "seed" in done else done
-
-
-def repeated_seeds(frame: pd.DataFrame, rows: list[str]) -> list[str]:
-    """'<row values> seed <s>' for each seed of a table row completed more than once (only its last row counts)."""
-    done = frame[frame["status"] == "completed"]
-    if "seed" not in done:
-        return []
-    repeated = done[done.duplicated(subset=[*rows, "seed"], keep=False)]
-    return [" ".join(map(str, key[:-1])) + f" seed {key[-1]}"
-            for key in repeated.groupby([*rows, "seed"]).size().index]
-
-
 def seed_table(frame: pd.DataFrame, rows: list[str], columns: dict) -> pd.DataFrame:
     """One row per combination of `rows`; for each metric of `columns` (key -> (title, factor)) its mean and
-    standard error std/√n over the completed seeds, each seed once. Priors in their natural order."""
-    done = completed_once_per_seed(frame, rows)
+    standard error std/√n over the completed seeds. Priors in their natural order."""
+    done = frame[frame["status"] == "completed"]
     table_rows = []
     for values, group in done.groupby(rows):
         row = {**dict(zip(rows, values, strict=True)), "seeds": len(group)}
@@ -138,8 +121,7 @@ def figure_grids(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     for name, (key, title, draw) in FIGURES.items():
         if key not in frame:
             continue
-        done = completed_once_per_seed(frame, ROWS)
-        done = done[done[key].notna()]
+        done = frame[(frame["status"] == "completed") & frame[key].notna()]
         if not done.empty:
             paths.append(_panel_grid(done, title, out_dir / name, draw))
     return paths

@@ -114,20 +114,25 @@ def test_results_of_the_other_study_are_one_clear_error_not_a_key_error(tmp_path
     assert "no 'dataset'" in capsys.readouterr().err and not list(tmp_path.glob("table_2d.*"))
 
 
-def test_a_seed_run_again_in_a_later_piece_counts_once_as_its_later_row(tmp_path, capsys):
-    """A protocol piece redone after a fix: the 2D table averages each (dataset, prior) over distinct seeds, the
-    redone seed as it was run last (the later --results), and says which seeds were repeated."""
-    def piece(name: str, rows: list[tuple[str, int, float]]) -> str:
+def test_a_cell_run_again_in_a_later_piece_counts_once_as_its_last_run(tmp_path, capsys):
+    """A protocol piece redone after a fix: its cells replace the earlier piece's (whatever either's status), so the
+    2D table averages each (dataset, prior) over distinct seeds; rows of one piece all count (a search may repeat a
+    setting); pieces written before a setting existed still match on the settings they share."""
+    def piece(name: str, rows: list[tuple], **more) -> str:
         (tmp_path / name).mkdir()
-        pd.DataFrame([{"study": "introvae", "dataset": "rings", "prior": prior, "seed": seed,
-                       "status": "completed", "eval/kl": kl} for prior, seed, kl in rows]
+        pd.DataFrame([{"study": "introvae", "sweep": name, "dataset": "rings", "prior": prior, "seed": seed,
+                       "status": status, "eval/kl": kl, **more} for prior, seed, status, kl in rows]
                      ).to_parquet(tmp_path / name / "results.parquet", index=False)
         return str(tmp_path / name)
 
-    before_fix = piece("s0", [("standard", 0, 2.0), ("mog", 0, 9.0)])
-    later = piece("s1", [("standard", 1, 4.0), ("mog", 0, 1.0), ("mog", 1, 3.0)])
+    before_fix = piece("s0", [("standard", 0, "completed", 2.0), ("mog", 0, "completed", 9.0),
+                              ("vamp", 0, "completed", 7.0), ("vamp", 1, "completed", 5.0)])
+    later = piece("s1", [("standard", 1, "completed", 4.0), ("mog", 0, "completed", 1.0), ("mog", 1, "completed", 3.0),
+                         ("mog", 1, "completed", 5.0), ("vamp", 0, "diverged", float("nan"))], r_entropy=0.0)
     assert analysis_main(["tables", "--results", before_fix, later, "--out", str(tmp_path / "both")]) == 0
-    assert "the last counts: rings mog seed 0" in capsys.readouterr().out
+    assert "its last run counts: prior=mog seed=0; prior=vamp seed=0" in capsys.readouterr().out
     table = pd.read_csv(tmp_path / "both" / "table_2d.csv").set_index("prior")
-    assert table.loc["mog", "seeds"] == 2 and table.loc["mog", "KL"] == pytest.approx(2.0)  # (1 + 3) / 2, not 13 / 3
+    assert table.loc["mog", "seeds"] == 3 and table.loc["mog", "KL"] == pytest.approx(3.0)  # 1, 3, 5; not 9
     assert table.loc["standard", "seeds"] == 2 and table.loc["standard", "KL"] == pytest.approx(3.0)
+    assert table.loc["vamp", "seeds"] == 1 and table.loc["vamp", "KL"] == pytest.approx(5.0)  # seed 0 diverged
+    assert len(pd.read_parquet(tmp_path / "both" / "results.parquet")) == 7
