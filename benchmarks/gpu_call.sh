@@ -2,15 +2,17 @@
 # One device call on a lent GPU machine (torch, pandas, pyarrow, pytest; no Ray, no MLflow), prepared so the call
 # records everything issue 22 asks of a GPU in one go, each part under its own time limit so that a slow part
 # cannot take the next one's time:
-#   1. the CUDA cases of the captured-step tests (compiled = eager as CUDA graphs, both engines; `-k cuda`);
+#   1. the CUDA cases of the captured-step tests (compiled = eager as CUDA graphs, both engines;
+#      `-k "compiled and cuda"`);
 #   2. the 2D protocol, 4 datasets × 3 priors × 5 seeds × 30,000 iterations, as six populations of 10 side by side,
 #      compiled and drawing from one population stream (eager if step 1 failed: the figure still comes back);
 #   3. with what is left of the call's time: the β × bias paper preset (11 populations of 21 side by side, compiled as
 #      in 2), then its population step eager against captured.
 # Run from the repository root (device run, timeout_s 600):   bash benchmarks/gpu_call.sh
 # Files under $OUT (./gpu_call_out where OUT is unset): machine.txt, tests.log, protocol.log, results.parquet
-# (the protocol's rows, whatever finished), bias_grid.log, bias_grid.md. A trial that has not finished when the protocol's time is
-# up leaves its last progress lines (steps/s, time left) in protocol.log: the throughput figure, if not the rows.
+# (the protocol's rows, whatever finished), bias_grid.log, bias_grid_results.parquet, bias_grid.md. A trial that has
+# not finished when the protocol's time is up leaves its last progress lines (steps/s, time left) in protocol.log:
+# the throughput figure, if not the rows.
 # Knobs (environment): PROTOCOL_SECONDS (default 420), TEST_SECONDS (100), DEVICE (cuda), EXTRA (more flags for the
 # protocol, e.g. "--steps 40 --num-vae 20 --gnelbo-grid 16" for a dry run on a CPU with DEVICE=cpu).
 set -u
@@ -48,6 +50,8 @@ if [ $left -gt 30 ]; then
         --device "$DEVICE" --compile-step "$compile_step" --parallel 11 --threads 1 --name paper-gpu --out "$RUNS" \
         > "$OUT/bias_grid.log" 2>&1
     echo "bias grid paper preset exit $? after $((SECONDS - bias_started)) s" | tee -a "$OUT/machine.txt"
+    cp "$RUNS/bias_grid/paper-gpu/results.parquet" "$OUT/bias_grid_results.parquet" 2>/dev/null \
+        || echo "no bias grid rows" >> "$OUT/machine.txt"
 fi
 # its population step, eager against captured, lone model to P = 231
 left=$((560 - SECONDS + started))

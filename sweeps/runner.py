@@ -3,6 +3,7 @@
 The generic study runner (sweeps/study_runner.py) builds a param space and calls `run_sweep`, then
 `finish_sweep`. Checks that can fail (tracking server, sweep name, storage) run before Ray starts.
 """
+import contextlib
 import logging
 import os
 import sys
@@ -229,7 +230,8 @@ def run_sweep(
         if connected_here and (full or isinstance(error, KeyboardInterrupt)):
             # the trials' workers, stopped, still print their last words through the driver: disconnect first, so
             # the line saying how to go on is the last one the user sees
-            ray.shutdown()
+            with contextlib.suppress(Exception):  # nor may a failing shutdown (a full disk) take that line's place
+                ray.shutdown()
         if full and not isinstance(error, DiskFull):
             raise DiskFull(disk.message(settings.out_dir)) from None
         if isinstance(error, KeyboardInterrupt):
