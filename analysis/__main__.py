@@ -29,8 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     tables = commands.add_parser(
         "tables",
         help="Soft-IntroVAE 2D table: dataset × prior, KL, JSD, gnELBO×1e7, active modes (mean ± std/√n)",
-        description="The 2D table as table_2d.md and table_2d.csv, and densities.png (a density per dataset × "
-                    "prior; from results.parquet only: MLflow does not hold the density images).",
+        description="The 2D table as table_2d.md and table_2d.csv; each learned prior against the standard prior "
+                    "(difference of seed means ± its standard error, lower/level/higher beyond ±2 se) as "
+                    "prior_comparison.md and .csv; densities.png, samples.png and latent_modes.png (one panel per "
+                    "dataset × prior; from results.parquet only: MLflow does not hold these arrays).",
     )
     images = commands.add_parser(
         "images",
@@ -107,8 +109,9 @@ def tables_command(args) -> None:
     require_columns(frame, ("dataset", "prior"), "tables", "heatmaps")
     paths = write_introvae_tables(frame, out)
     print(f"{len(frame)} trials -> {', '.join(p.name for p in paths)} in {out}")
-    if (Path(out) / "table_2d.md").exists():
-        print((Path(out) / "table_2d.md").read_text())
+    for name in ("table_2d.md", "prior_comparison.md"):
+        if (Path(out) / name).exists():
+            print((Path(out) / name).read_text())
 
 
 def images_command(args) -> None:

@@ -1,4 +1,5 @@
-"""The 2D Soft-IntroVAE table (dataset × prior, mean ± std/√n over seeds) and the density figure grid."""
+"""The 2D Soft-IntroVAE table (dataset × prior, mean ± std/√n over seeds), each learned prior against the standard
+prior (the paper's claim: learned priors match or beat it), and the density figure grid."""
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,9 @@ TABLE_COLUMNS = {  # result key -> (column title, factor)
 }
 ROWS = ["dataset", "prior"]
 PRIOR_ORDER = {"standard": 0, "mog": 1, "vamp": 2}
+BASELINE_PRIOR = "standard"
+COMPARED = ("KL", "JSD (textbook)")  # titles of TABLE_COLUMNS; lower is better for both
+VERDICT_STANDARD_ERRORS = 2.0  # a difference counts once it is beyond ±2 standard errors of the difference
 
 
 def table_2d(frame: pd.DataFrame) -> pd.DataFrame:
@@ -55,6 +59,55 @@ def markdown(table: pd.DataFrame, rows: list[str] = ROWS, columns: dict = TABLE_
         shown[title] = [f"{m:.3g}" + ("" if np.isnan(e) else f" ± {e:.2g}") if not np.isnan(m) else "—"
                         for m, e in zip(table[title], table[f"{title} ±"], strict=True)]
     return shown.to_markdown(index=False)
+
+
+def prior_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Each learned prior against the standard prior on its dataset, for each metric of COMPARED: the difference of
+    the seed means Δ = learned − standard, its standard error √(se_learned² + se_standard²), and a verdict: lower
+    (Δ < −2 se), higher (Δ > 2 se) or level; none with fewer than two seeds on either side (no spread to judge by).
+    `table`: table_2d's. Empty when no dataset has both."""
+    rows = []
+    for dataset, group in table.groupby("dataset"):
+        baseline = group[group["prior"] == BASELINE_PRIOR]
+        if baseline.empty:
+            continue
+        base = baseline.iloc[0]
+        for _, learned in group[group["prior"] != BASELINE_PRIOR].iterrows():
+            row = {"dataset": dataset, "prior": learned["prior"], "seeds": f"{learned['seeds']} vs {base['seeds']}"}
+            for title in COMPARED:
+                difference = learned[title] - base[title]
+                error = np.hypot(learned[f"{title} ±"], base[f"{title} ±"])  # NaN with one seed on either side
+                row[f"Δ {title}"], row[f"Δ {title} ±"] = difference, error
+                row[f"{title}: learned is"] = _verdict(difference, error)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _verdict(difference: float, error: float) -> str:
+    if np.isnan(difference) or np.isnan(error):
+        return "—"
+    if difference < -VERDICT_STANDARD_ERRORS * error:
+        return "lower"
+    if difference > VERDICT_STANDARD_ERRORS * error:
+        return "higher"
+    return "level"
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> str:
+    """The comparison table, then per learned prior on how many datasets it matches or beats the standard prior."""
+    shown = comparison[["dataset", "prior", "seeds"]].copy()
+    for title in COMPARED:
+        shown[f"Δ {title}"] = [f"{d:+.3g}" + ("" if np.isnan(e) else f" ± {e:.2g}")
+                               for d, e in zip(comparison[f"Δ {title}"], comparison[f"Δ {title} ±"], strict=True)]
+        shown[f"{title}: learned is"] = comparison[f"{title}: learned is"]
+    lines = [shown.to_markdown(index=False), ""]
+    verdict = f"{COMPARED[0]}: learned is"
+    for prior, group in comparison.groupby("prior", sort=False):
+        judged = group[group[verdict] != "—"]
+        matched = int(judged[verdict].isin(("lower", "level")).sum())
+        lines.append(f"- {prior}: matches or beats the standard prior's {COMPARED[0]} on {matched} of {len(judged)} "
+                     f"datasets with ≥ 2 seeds each ({int((judged[verdict] == 'lower').sum())} lower)")
+    return "\n".join(lines)
 
 
 def _panel_grid(done: pd.DataFrame, title: str, path: Path, draw) -> Path:
@@ -136,4 +189,10 @@ def write_introvae_tables(frame: pd.DataFrame, out_dir: str | Path) -> list[Path
         replace_atomically(out_dir / "table_2d.csv", lambda temporary: table.to_csv(temporary, index=False))
         write_text(out_dir / "table_2d.md", markdown(table) + "\n")
         paths += [out_dir / "table_2d.csv", out_dir / "table_2d.md"]
+        comparison = prior_comparison(table)
+        if not comparison.empty:
+            replace_atomically(out_dir / "prior_comparison.csv",
+                               lambda temporary: comparison.to_csv(temporary, index=False))
+            write_text(out_dir / "prior_comparison.md", comparison_markdown(comparison) + "\n")
+            paths += [out_dir / "prior_comparison.csv", out_dir / "prior_comparison.md"]
     return paths + figure_grids(frame, out_dir)

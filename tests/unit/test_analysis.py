@@ -136,3 +136,30 @@ def test_a_cell_run_again_in_a_later_piece_counts_once_as_its_last_run(tmp_path,
     assert table.loc["standard", "seeds"] == 2 and table.loc["standard", "KL"] == pytest.approx(3.0)
     assert table.loc["vamp", "seeds"] == 1 and table.loc["vamp", "KL"] == pytest.approx(5.0)  # seed 0 diverged
     assert len(pd.read_parquet(tmp_path / "both" / "results.parquet")) == 7
+
+
+def test_a_learned_prior_is_lower_or_higher_only_beyond_two_standard_errors_of_the_difference(tmp_path):
+    """The paper's claim read off the seeds: Δ = learned − standard mean, se = √(se_l² + se_s²); 'lower' or
+    'higher' only beyond ±2 se, else 'level'; no verdict from one seed (no spread)."""
+    standard = [1.0, 1.2, 0.8, 1.1, 0.9]  # mean 1.0, se √(0.025/5) ≈ 0.0707
+    kl = {"standard": standard, "mog": [k - 0.5 for k in standard],  # Δ −0.5, se 0.1: lower
+          "vamp": [k + 0.1 for k in standard]}  # Δ +0.1 < 2 × 0.1: level
+    rows = [{"dataset": "rings", "prior": prior, "seed": seed, "status": "completed", "eval/kl": value,
+             "eval/jsd": 0.3 + 0.01 * seed * (prior == "vamp")}
+            for prior, values in kl.items() for seed, value in enumerate(values)]
+    rows += [{"dataset": "2spirals", "prior": prior, "seed": 0, "status": "completed", "eval/kl": 9.0,
+              "eval/jsd": 0.3} for prior in ("standard", "mog")]
+    (tmp_path / "sweep").mkdir()
+    pd.DataFrame(rows).to_parquet(tmp_path / "sweep" / "results.parquet", index=False)
+    assert analysis_main(["tables", "--results", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+
+    comparison = pd.read_csv(tmp_path / "out" / "prior_comparison.csv").set_index(["dataset", "prior"])
+    assert comparison.loc[("rings", "mog"), "Δ KL"] == pytest.approx(-0.5)
+    assert comparison.loc[("rings", "mog"), "Δ KL ±"] == pytest.approx(0.1)
+    assert comparison.loc[("rings", "mog"), "KL: learned is"] == "lower"
+    assert comparison.loc[("rings", "vamp"), "KL: learned is"] == "level"
+    assert comparison.loc[("rings", "vamp"), "JSD (textbook): learned is"] == "higher"  # +0.02 ± 0.0071
+    assert comparison.loc[("rings", "mog"), "JSD (textbook): learned is"] == "level"  # Δ 0, se 0
+    assert comparison.loc[("2spirals", "mog"), "KL: learned is"] not in ("lower", "level", "higher")
+    summary = (tmp_path / "out" / "prior_comparison.md").read_text()
+    assert "- mog: matches or beats the standard prior's KL on 1 of 1 datasets" in summary
