@@ -56,9 +56,15 @@ def markdown(table: pd.DataFrame, rows: list[str] = ROWS, columns: dict = TABLE_
     for title, _ in columns.values():
         if title not in table:
             continue
-        shown[title] = [f"{m:.3g}" + ("" if np.isnan(e) else f" ± {e:.2g}") if not np.isnan(m) else "—"
-                        for m, e in zip(table[title], table[f"{title} ±"], strict=True)]
+        shown[title] = [_with_error(m, e) for m, e in zip(table[title], table[f"{title} ±"], strict=True)]
     return shown.to_markdown(index=False)
+
+
+def _with_error(value: float, error: float, number_format: str = ".3g") -> str:
+    """'value ± error' (the error omitted where there is none, e.g. one seed; '—' without a value)."""
+    if np.isnan(value):
+        return "—"
+    return f"{value:{number_format}}" + ("" if np.isnan(error) else f" ± {error:.2g}")
 
 
 def prior_comparison(table: pd.DataFrame) -> pd.DataFrame:
@@ -97,7 +103,7 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
     """The comparison table, then per learned prior on how many datasets it matches or beats the standard prior."""
     shown = comparison[["dataset", "prior", "seeds"]].copy()
     for title in COMPARED:
-        shown[f"Δ {title}"] = [f"{d:+.3g}" + ("" if np.isnan(e) else f" ± {e:.2g}")
+        shown[f"Δ {title}"] = [_with_error(d, e, "+.3g")
                                for d, e in zip(comparison[f"Δ {title}"], comparison[f"Δ {title} ±"], strict=True)]
         shown[f"{title}: learned is"] = comparison[f"{title}: learned is"]
     lines = [shown.to_markdown(index=False), ""]
