@@ -124,7 +124,9 @@ def worker(index: int, args, claims: Claims, deadline: float) -> None:
                    "--threads", "1", "--name", sweep_name(args.tag, picked), "--out", str(args.out),
                    "--progress-every", "300"]
         with open(log, "a") as output:
-            code = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+            # the run holds its claim too (pass_fds): were this process killed alone, the run keeps the cell
+            code = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  pass_fds=(handle.fileno(),)).returncode
         handle.close()
         print(f"{_now()} worker {index}: {dataset} × {prior} seed {seed} ended (exit {code})", flush=True)
         if code != 0:
