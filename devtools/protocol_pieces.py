@@ -178,6 +178,17 @@ def collect(args) -> None:
     print(f"{len(frame)} rows -> {target}")
 
 
+def run_missing(args) -> None:
+    """--workers threads, each taking the next missing run that fits before --until, until none does."""
+    claims = Claims(args.out / "protocol-claims")
+    threads = [threading.Thread(target=worker, args=(i, args, claims, args.until)) for i in range(args.workers)]
+    for thread in threads:
+        thread.start()
+        time.sleep(1)  # the first has claimed its run before the next looks
+    for thread in threads:
+        thread.join()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("status", "run", "collect"))
@@ -195,26 +206,14 @@ def main(argv=None) -> int:
     parser.add_argument("--estimate-factor", type=float, default=1.0,
                         help=f"scale the per-run estimates ({MINUTES} min) by this")
     args = parser.parse_args(argv)
+    if args.command == "run" and args.until is None:
+        parser.error("run needs --until HH:MM (the time by which every run it starts must end)")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     try:
-        if args.command == "status":
-            status(args)
-        elif args.command == "collect":
-            collect(args)
-        else:
-            if args.until is None:
-                parser.error("run needs --until HH:MM (the time by which every run it starts must end)")
-            if args.workers < 1:
-                parser.error("--workers must be at least 1")
-            claims = Claims(args.out / "protocol-claims")
-            threads = [threading.Thread(target=worker, args=(i, args, claims, args.until)) for i in range(args.workers)]
-            for thread in threads:
-                thread.start()
-                time.sleep(1)
-            for thread in threads:
-                thread.join()
+        {"status": status, "collect": collect, "run": run_missing}[args.command](args)
     except ResultsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        parser.exit(2, f"error: {error}\n")
     return 0
 
 
