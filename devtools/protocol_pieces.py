@@ -5,7 +5,7 @@
     python -m devtools.protocol_pieces collect --tag cpu-20261207         # their rows -> benchmarks/data
 
 The protocol (docs/introvae.md, "Five seeds") is 4 datasets × 3 priors × 5 seeds × 30,000 iterations; with no GPU
-it runs here one run per core, ~35 min for the standard prior and ~80 for a learned one. A session that is stopped
+it runs here one run per core, ~30 min for the standard prior and ~65 for a learned one. A session that is stopped
 loses its machine and the runs in flight, so `run` starts a run only if its estimate ends before --until: the
 pieces end with the session's time, not at its cut. Every run is its own `--backend processes` sweep
 (OUT/introvae/paper2d-TAG-DATASET-PRIOR-sSEED), so an interrupted run continues from its last checkpoint when `run`
@@ -40,7 +40,7 @@ COMMITTED_ROWS = ("benchmarks/data/introvae_paper2d_s0_part1.parquet",
                   "benchmarks/data/introvae_paper2d_std_*.parquet",
                   "benchmarks/data/introvae_paper2d_learned_*.parquet",
                   "benchmarks/data/introvae_paper2d_cpu_*.parquet")
-MINUTES = {"standard": 35, "mog": 80, "vamp": 80}  # one run on one core of the 2-core machine, the other core busy
+MINUTES = {"standard": 32, "mog": 70, "vamp": 70}  # one run per core of the 2-core machine (rows: 26-30, 50-67 min)
 
 Cell = tuple[str, str, int]  # (dataset, prior, seed)
 
