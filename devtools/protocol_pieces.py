@@ -12,10 +12,10 @@ pieces end with the session's time, not at its cut. Every run is its own `--back
 is called again on the same machine, and runs of any number of `run` calls at once never share a results table (a
 run is held by an flock on OUT/protocol-claims/, released when its process ends, however it ends).
 
-Done means a completed row in the committed rows (--rows; by default the post-fix files listed in the docs) or
-under OUT for this tag. Order: the dataset with most runs done first (a dataset's verdict needs all of its priors),
-within it the standard prior, then seed by seed; a run that would not fit before the deadline is passed over for a
-shorter one that does.
+Done means a finished run's row (completed, or diverged) in the committed rows (--rows; by default the post-fix
+files listed in the docs) or under OUT for this tag. Order: the dataset with most runs done first (a dataset's
+verdict needs all of its priors), within it the standard prior, then seed by seed; a run that would not fit before
+the deadline is passed over for a shorter one that does.
 """
 import argparse
 import datetime as dt
@@ -40,6 +40,7 @@ COMMITTED_ROWS = ("benchmarks/data/introvae_paper2d_s0_part1.parquet",
                   "benchmarks/data/introvae_paper2d_std_*.parquet",
                   "benchmarks/data/introvae_paper2d_learned_*.parquet",
                   "benchmarks/data/introvae_paper2d_cpu_*.parquet")
+FINISHED = ("completed", "diverged")  # the statuses a `--backend processes` rerun skips (sweeps/local_backend.py)
 MINUTES = {"standard": 32, "mog": 70, "vamp": 70}  # one run per core of the 2-core machine (rows: 26-30, 50-67 min)
 
 Cell = tuple[str, str, int]  # (dataset, prior, seed)
@@ -50,14 +51,16 @@ def sweep_name(tag: str, cell: Cell) -> str:
     return f"paper2d-{tag}-{dataset}-{prior}-s{seed}"
 
 
-def completed_cells(paths: list[str]) -> set[Cell]:
-    """Cells with a completed row; a cell run again in a later file counts as that file has it."""
+def finished_cells(paths: list[str]) -> dict[Cell, str]:
+    """Cell -> status, for cells whose run finished (completed, or diverged: a rerun would diverge again); a cell run
+    again in a later file counts as that file has it."""
     pieces = [load_parquet(path) for path in paths]
     if not pieces:
-        return set()
+        return {}
     frame, _ = combine_pieces(pieces)
-    done = frame[frame["status"] == "completed"]
-    return {(d, p, int(s)) for d, p, s in zip(done["dataset"], done["prior"], done["seed"], strict=True)}
+    done = frame[frame["status"].isin(FINISHED)]
+    return {(d, p, int(s)): status for d, p, s, status in zip(done["dataset"], done["prior"], done["seed"],
+                                                                done["status"], strict=True)}
 
 
 def committed_paths(patterns: list[str]) -> list[str]:
@@ -110,7 +113,7 @@ class Claims:
 def worker(index: int, args, claims: Claims, deadline: float) -> None:
     while True:
         with claims.lock:  # one pick at a time in this process; other processes are kept off by the flocks
-            done = completed_cells(committed_paths(args.rows) + own_paths(args.out, args.tag))
+            done = set(finished_cells(committed_paths(args.rows) + own_paths(args.out, args.tag)))
             picked, handle = first_fitting(run_order(done), time.time(), deadline, args.estimate_factor, claims.take)
         if picked is None:
             print(f"{_now()} worker {index}: no missing run fits before the deadline; stops", flush=True)
@@ -151,21 +154,21 @@ def parse_until(text: str) -> float:
 
 
 def status(args) -> None:
-    committed = completed_cells(committed_paths(args.rows))
-    own = completed_cells(own_paths(args.out, args.tag)) - committed
+    committed = finished_cells(committed_paths(args.rows))
+    own = {cell: st for cell, st in finished_cells(own_paths(args.out, args.tag)).items() if cell not in committed}
+    marks = {**{cell: "x" if st == "completed" else "d" for cell, st in committed.items()},
+             **{cell: "+" if st == "completed" else "D" for cell, st in own.items()}}
     for dataset in DATASETS:
         for prior in PRIORS:
-            marks = ["x" if (dataset, prior, s) in committed else "+" if (dataset, prior, s) in own else "."
-                     for s in SEEDS]
-            print(f"{dataset:13s} {prior:9s} {' '.join(marks)}")
-    missing = run_order(committed | own)
+            print(f"{dataset:13s} {prior:9s} {' '.join(marks.get((dataset, prior, s), '.') for s in SEEDS)}")
+    missing = run_order(set(marks))
     hours = sum(MINUTES[prior] for _, prior, _ in missing) / 60
-    print(f"x: committed row, +: row under {args.out} not yet collected, .: missing ({len(missing)}, ~{hours:.0f} "
-          "core-hours here)")
+    print(f"x: committed row, +: row under {args.out} not yet collected (d, D: the same, diverged), .: missing "
+          f"({len(missing)}, ~{hours:.0f} core-hours here)")
 
 
 def collect(args) -> None:
-    """This tag's completed rows into its file under benchmarks/data, beside the rows the file already holds (a
+    """This tag's finished rows into its file under benchmarks/data, beside the rows the file already holds (a
     tag's runs may span machines; a run there again replaces its row)."""
     paths = own_paths(args.out, args.tag)
     if not paths:
@@ -173,7 +176,7 @@ def collect(args) -> None:
     target = args.data / f"introvae_paper2d_{args.tag.replace('-', '_')}.parquet"
     pieces = ([load_parquet(target)] if target.exists() else []) + [load_parquet(path) for path in paths]
     frame, _ = combine_pieces(pieces)
-    frame = frame[frame["status"] == "completed"]
+    frame = frame[frame["status"].isin(FINISHED)]
     frame.to_parquet(target, index=False)
     print(f"{len(frame)} rows -> {target}")
 
@@ -199,7 +202,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=Path("benchmarks/data"),
                         help="collect: where the tag's rows file goes (default: benchmarks/data)")
     parser.add_argument("--rows", nargs="+", default=list(COMMITTED_ROWS),
-                        help="committed rows (files or globs) whose completed runs count as done")
+                        help="committed rows (files or globs) whose finished runs count as done")
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one core each (default 2)")
     parser.add_argument("--until", type=parse_until, help="HH:MM: start no run whose estimate ends later (run: "
                         "required)")

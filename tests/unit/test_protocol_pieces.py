@@ -1,7 +1,7 @@
 """devtools/protocol_pieces: which of the 2D protocol's runs a CPU session starts, and which count as done."""
 import pandas as pd
 
-from devtools.protocol_pieces import MINUTES, Claims, completed_cells, first_fitting, main, run_order
+from devtools.protocol_pieces import MINUTES, Claims, finished_cells, first_fitting, main, run_order
 
 
 def _rows(path, cells, status="completed"):
@@ -37,11 +37,15 @@ def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):
     assert other.take(cell) is not None
 
 
-def test_only_completed_rows_count_and_a_later_file_replaces_an_earlier_run_of_the_same_cell(tmp_path):
+def test_finished_runs_count_as_done_a_run_in_error_does_not_and_a_later_file_replaces_an_earlier_run(tmp_path):
     first = _rows(tmp_path / "a.parquet", [("rings", "mog", 0), ("rings", "vamp", 0)])
     failed = _rows(tmp_path / "b.parquet", [("rings", "mog", 0)], status="error")
-    assert completed_cells([first]) == {("rings", "mog", 0), ("rings", "vamp", 0)}
-    assert completed_cells([first, failed]) == {("rings", "vamp", 0)}
+    diverged = _rows(tmp_path / "c.parquet", [("rings", "mog", 1)], status="diverged")
+    assert set(finished_cells([first])) == {("rings", "mog", 0), ("rings", "vamp", 0)}
+    assert set(finished_cells([first, failed])) == {("rings", "vamp", 0)}
+    # a diverged run would diverge again: it is not started again (the sweep would skip it, and the worker loop)
+    assert finished_cells([diverged]) == {("rings", "mog", 1): "diverged"}
+    assert ("rings", "mog", 1) not in run_order(set(finished_cells([diverged])))
 
 
 def test_collecting_a_tag_again_keeps_the_rows_it_collected_before(tmp_path):
@@ -55,5 +59,5 @@ def test_collecting_a_tag_again_keeps_the_rows_it_collected_before(tmp_path):
     run_dir.rename(out / "introvae" / "paper2d-cpu-x-rings-vamp-s0")
     _rows(out / "introvae" / "paper2d-cpu-x-rings-vamp-s0" / "results.parquet", [("rings", "vamp", 0)])
     assert main(["collect", "--tag", "cpu-x", "--out", str(out), "--data", str(data)]) == 0
-    assert completed_cells([str(data / "introvae_paper2d_cpu_x.parquet")]) == {("rings", "mog", 0),
-                                                                              ("rings", "vamp", 0)}
+    assert set(finished_cells([str(data / "introvae_paper2d_cpu_x.parquet")])) == {("rings", "mog", 0),
+                                                                                  ("rings", "vamp", 0)}
