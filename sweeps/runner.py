@@ -137,6 +137,25 @@ def continue_or_start_again(settings: SweepSettings, search_alg) -> bool:
     return False
 
 
+PENDING_TRIALS_VARIABLE = "TUNE_MAX_PENDING_TRIALS_PG"  # read by Tune's controller when fit() starts
+
+
+@contextlib.contextmanager
+def listed_grid_pending_at_once(search_alg):
+    """Under any search but its own grid generator, Tune asks resources for one pending trial at a time: a listed
+    grid's trials would start one after another, each waiting for its actor to come up, and (actors reused) short
+    ones would all land on the first node while the others' actors start. A listed grid is known in advance, so all
+    of it may wait for resources at once, as under Tune's grid generator; a value the user set wins."""
+    if not isinstance(search_alg, ListedTrials) or PENDING_TRIALS_VARIABLE in os.environ:
+        yield
+        return
+    os.environ[PENDING_TRIALS_VARIABLE] = str(max(1, len(search_alg.searcher.configs)))
+    try:
+        yield
+    finally:
+        del os.environ[PENDING_TRIALS_VARIABLE]
+
+
 def new_or_restored_tuner(settings: SweepSettings, trainable, param_space: dict, callbacks: list, search_alg,
                           scheduler, metric, mode, num_samples: int, restore: bool):
     trainable = tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
@@ -214,7 +233,8 @@ def run_sweep(
         callbacks = [tracking.callback, table, progress, disk, interrupt]
         tuner = new_or_restored_tuner(settings, trainable, param_space, callbacks, search_alg, scheduler, metric,
                                       mode, num_samples, restore)
-        tuner.fit()
+        with listed_grid_pending_at_once(search_alg):
+            tuner.fit()
         if disk.full:  # stopped as by Ctrl-C when trials failed for want of space
             raise DiskFull(disk.message(settings.out_dir))
         if interrupt.interrupted:  # Tune answered Ctrl-C by saving its state and returning early
